@@ -1,0 +1,240 @@
+//! The command line (SPEC §1). Every flag also reads `ECTS_<FLAG>` from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ects",
+    version,
+    about = "Write-only, versioned backup drive and server for school labs"
+)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server that keeps every version.
+    Server(ServerArgs),
+    /// Manage users on the server host (no restart needed).
+    User(UserArgs),
+    /// Mount the self-backing drive (foreground).
+    Mount(MountArgs),
+    /// Back up existing folders once: upload every version the server lacks.
+    Backup(BackupArgs),
+    /// List the stored versions of a file.
+    Versions(VersionsArgs),
+    /// Fetch one stored version of a file.
+    Restore(RestoreArgs),
+    /// Show pending, failed and done uploads of a drive.
+    Status(StatusArgs),
+    /// Re-hash every stored version; report damage (exit 1).
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Folder holding uploads/, journal/, tmp/ and users.toml.
+    #[arg(long, env = "ECTS_DATA", default_value = "./ects-data")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "ECTS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; serves HTTPS when given with --tls-key.
+    #[arg(long, env = "ECTS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "ECTS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Let the first login with an unknown name claim it (the original's behaviour).
+    #[arg(long, env = "ECTS_ALLOW_REGISTRATION")]
+    pub allow_registration: bool,
+    /// Largest accepted version, e.g. 4GiB, 500M, 1048576.
+    #[arg(long, env = "ECTS_MAX_FILE_SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Bytes each user may store in all (each version counted once), e.g. 10GiB.
+    #[arg(long, env = "ECTS_QUOTA", value_parser = parse_size)]
+    pub quota: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Student,
+    Teacher,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The server's data folder.
+    #[arg(long, env = "ECTS_DATA", default_value = "./ects-data", global = true)]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password comes from --password-file, ECTS_PASSWORD or a prompt.
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "student")]
+        role: RoleArg,
+        #[arg(long, env = "ECTS_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a user's password (and enable the user again).
+    Passwd {
+        name: String,
+        #[arg(long, env = "ECTS_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Stop a user from signing in; their stored work is kept.
+    Disable { name: String },
+    /// List users, roles and whether they are enabled.
+    List,
+}
+
+/// How a client command reaches the server.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Server URL, e.g. https://ects.school.lan:8080
+    #[arg(long, env = "ECTS_SERVER")]
+    pub server: Option<String>,
+    /// User name on the server.
+    #[arg(long, env = "ECTS_USER")]
+    pub user: Option<String>,
+    /// File holding the password (first line). Otherwise ECTS_PASSWORD, or a prompt.
+    #[arg(long, env = "ECTS_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The password itself; prefer ECTS_PASSWORD or --password-file (flags show in `ps`).
+    #[arg(long, env = "ECTS_PASSWORD", hide_env_values = true, hide = true)]
+    pub password: Option<String>,
+    /// Extra CA certificate (PEM) to trust, for a school's own TLS certificate.
+    #[arg(long, env = "ECTS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Empty folder to mount the drive on.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Local backing folder and upload spool (default: per server+user under the cache dir).
+    #[arg(long, env = "ECTS_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Embedded store's data folder, used when no --server is given.
+    #[arg(long, env = "ECTS_DATA", default_value = "./ects-data")]
+    pub data: PathBuf,
+    /// Seconds to keep uploading at unmount before leaving the rest in the spool.
+    #[arg(long, env = "ECTS_DRAIN_TIMEOUT", default_value_t = 10)]
+    pub drain_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Folders to back up; each is stored under its own name.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    /// Path of the file in your namespace, e.g. Documents/essay.docx
+    pub path: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Path of the file in your namespace, e.g. Documents/essay.docx
+    pub path: String,
+    /// The version to fetch (full hash or a unique prefix). Default: the newest.
+    #[arg(long, conflicts_with = "at")]
+    pub sha256: Option<String>,
+    /// The newest version stored at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM").
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Where to write it (default: the file's name in the current folder; - for stdout).
+    #[arg(short = 'o', long)]
+    pub out: Option<PathBuf>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The drive's cache folder.
+    #[arg(long, env = "ECTS_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The store's data folder.
+    #[arg(long, env = "ECTS_DATA", default_value = "./ects-data")]
+    pub data: PathBuf,
+}
+
+/// Parses a byte size: a whole number with an optional unit K, M, G, T (powers of
+/// 1024), with or without `iB`/`B`, e.g. `4GiB`, `500M`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: expected a number like 4GiB or 500M"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}: use K, M, G or T"
+            ));
+        }
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2 kb"), Ok(2048));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("3X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,9 @@
+//! ects: a write-only, versioned-by-default backup drive and server for school labs.
+//!
+//! The map of the code is `docs/ARCHITECTURE.md`; the contract is SPEC.md.
+
+pub mod cli;
+pub mod commands;
+pub mod logging;
+pub mod names;
+pub mod store;

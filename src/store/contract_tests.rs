@@ -1,0 +1,251 @@
+//! The store contract, run against every backend: whatever passes here behaves the
+//! same behind the server and the drive.
+
+use super::*;
+
+fn user(s: &str) -> UserName {
+    UserName::parse(s).unwrap()
+}
+fn path(s: &str) -> RelPath {
+    RelPath::parse(s).unwrap()
+}
+fn put(store: &dyn Store, u: &str, p: &str, body: &[u8]) -> Result<PutOutcome, StoreError> {
+    store.put(&user(u), &path(p), &mut &body[..], u64::MAX, None)
+}
+fn read_all(store: &dyn Store, u: &str, p: &str, d: &Digest) -> Vec<u8> {
+    let (_, mut r) = store.open(&user(u), &path(p), d).unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    out
+}
+
+fn contract(store: &dyn Store) {
+    // New, then the same again: one version, second answer created=false, same time.
+    let first = put(store, "asdf", "Documents/a.txt", b"one").unwrap();
+    assert!(first.created);
+    assert_eq!(first.version.sha256, Digest::of(b"one"));
+    assert_eq!(first.version.size, 3);
+    let again = put(store, "asdf", "Documents/a.txt", b"one").unwrap();
+    assert!(!again.created);
+    assert_eq!(again.version, first.version);
+
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let second = put(store, "asdf", "Documents/a.txt", b"two").unwrap();
+    assert!(second.created);
+    let versions = store
+        .versions(&user("asdf"), &path("Documents/a.txt"))
+        .unwrap();
+    assert_eq!(
+        versions,
+        vec![first.version.clone(), second.version.clone()]
+    );
+    assert_eq!(
+        read_all(store, "asdf", "Documents/a.txt", &Digest::of(b"one")),
+        b"one"
+    );
+    assert_eq!(
+        store
+            .version(&user("asdf"), &path("Documents/a.txt"), &Digest::of(b"two"))
+            .unwrap(),
+        Some(second.version.clone())
+    );
+    assert_eq!(
+        store
+            .version(&user("asdf"), &path("Documents/a.txt"), &Digest::of(b"x"))
+            .unwrap(),
+        None
+    );
+
+    // Wrong declared hash: refused, nothing stored.
+    let err = store
+        .put(
+            &user("asdf"),
+            &path("Documents/b.txt"),
+            &mut &b"data"[..],
+            u64::MAX,
+            Some(&Digest::of(b"other")),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
+    assert!(
+        store
+            .versions(&user("asdf"), &path("Documents/b.txt"))
+            .unwrap()
+            .is_empty()
+    );
+
+    // Too large: refused while streaming.
+    let err = store
+        .put(
+            &user("asdf"),
+            &path("big.bin"),
+            &mut &[0u8; 100][..],
+            99,
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { limit: 99 }), "{err}");
+    assert!(
+        store
+            .versions(&user("asdf"), &path("big.bin"))
+            .unwrap()
+            .is_empty()
+    );
+    put(store, "asdf", "exact.bin", &[0u8; 99]).unwrap();
+
+    // Files and folders never share a name.
+    let err = put(store, "asdf", "Documents/a.txt/inner", b"x").unwrap_err();
+    assert!(matches!(err, StoreError::Collision(_)), "{err}");
+    let err = put(store, "asdf", "Documents", b"x").unwrap_err();
+    assert!(matches!(err, StoreError::Collision(_)), "{err}");
+
+    // Namespaces are separate.
+    assert!(
+        store
+            .versions(&user("other"), &path("Documents/a.txt"))
+            .unwrap()
+            .is_empty()
+    );
+    put(store, "other", "Documents/a.txt", b"one").unwrap();
+
+    // Trees.
+    put(store, "asdf", "Documents/sub/c.txt", b"c").unwrap();
+    let root = store.tree(&user("asdf"), None).unwrap().unwrap();
+    assert_eq!(root.dirs, vec!["Documents"]);
+    assert_eq!(
+        root.files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["exact.bin"]
+    );
+    let docs = store
+        .tree(&user("asdf"), Some(&path("Documents")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(docs.dirs, vec!["sub"]);
+    assert_eq!(docs.files.len(), 1);
+    assert_eq!(docs.files[0].name, "a.txt");
+    assert_eq!(docs.files[0].versions, 2);
+    assert_eq!(docs.files[0].latest, second.version);
+    assert!(
+        store
+            .tree(&user("asdf"), Some(&path("nope")))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .tree(&user("asdf"), Some(&path("Documents/a.txt")))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.tree(&user("nobody"), None).unwrap().unwrap(),
+        Tree::default()
+    );
+
+    // Usage counts each stored version once.
+    assert_eq!(store.usage(&user("asdf")).unwrap(), 3 + 3 + 99 + 1);
+    assert!(matches!(
+        store.open(&user("asdf"), &path("Documents/a.txt"), &Digest::of(b"zz")),
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[test]
+fn mem_store_contract() {
+    contract(&MemStore::new());
+}
+
+#[test]
+fn fs_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    contract(&store);
+    // Layout exactly as SPEC §2, nothing left in tmp/, fsck clean.
+    let v = dir
+        .path()
+        .join("uploads/asdf/Documents/a.txt")
+        .join(format!("{}.txt", Digest::of(b"one")));
+    assert_eq!(std::fs::read(v).unwrap(), b"one");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    let journal = store.journal(&user("asdf")).unwrap();
+    assert_eq!(journal.len(), 5, "{journal:#?}");
+    assert_eq!(journal[1].event, journal::EventKind::Dup);
+    drop(store);
+    let report = fsck(dir.path()).unwrap();
+    assert!(!report.damaged(), "{report:#?}");
+    assert_eq!(report.versions, 5);
+}
+
+#[test]
+fn fs_store_is_exclusive_and_cleans_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        FsStore::open(dir.path()),
+        Err(StoreError::Locked(_))
+    ));
+    drop(store);
+    std::fs::write(dir.path().join("tmp/upload-leftover"), b"half").unwrap();
+    assert!(fsck(dir.path()).unwrap().damaged());
+    let _store = FsStore::open(dir.path()).unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn fs_store_quota_and_failed_stage_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap().with_quota(Some(10));
+    put(&store, "q", "a", b"12345678").unwrap();
+    let err = put(&store, "q", "b", b"12345").unwrap_err();
+    assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err}");
+    // A repeat of stored content needs no room.
+    assert!(!put(&store, "q", "a", b"12345678").unwrap().created);
+
+    struct Broken(usize);
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("connection reset"));
+            }
+            self.0 -= 1;
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+    let err = store
+        .put(&user("q"), &path("c"), &mut Broken(3), u64::MAX, None)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Body(_)), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(!dir.path().join("uploads/q/c").exists());
+}
+
+#[test]
+fn fsck_finds_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    put(&store, "u", "f.txt", b"good").unwrap();
+    drop(store);
+    let v = dir
+        .path()
+        .join("uploads/u/f.txt")
+        .join(format!("{}.txt", Digest::of(b"good")));
+    std::fs::write(&v, b"evil").unwrap();
+    std::fs::write(dir.path().join("uploads/u/f.txt/notes"), b"?").unwrap();
+    let report = fsck(dir.path()).unwrap();
+    assert_eq!(report.mismatches, vec![v]);
+    assert_eq!(report.strays.len(), 1, "{report:#?}");
+    assert!(report.damaged());
+}

@@ -1,0 +1,97 @@
+//! The append-only upload journal: `<data>/journal/<user>.log`, one JSON line per
+//! accepted upload (new version or repeat). It is never rewritten; it lets an admin
+//! (and the tests) see exactly what arrived and when, independent of any client's word.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Digest, VersionInfo};
+use crate::names::{RelPath, UserName};
+
+/// One line of a user's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEvent {
+    /// When the store accepted the upload (its own clock).
+    pub time: DateTime<Utc>,
+    pub path: String,
+    pub sha256: Digest,
+    pub size: u64,
+    /// `new`: a version was stored; `dup`: the same content was already there.
+    pub event: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    New,
+    Dup,
+}
+
+pub(crate) struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn file(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.log"))
+    }
+
+    /// Appends one event with a single `write` (O_APPEND keeps concurrent lines whole)
+    /// and makes it durable before returning.
+    pub(crate) fn append(
+        &self,
+        user: &UserName,
+        path: &RelPath,
+        version: &VersionInfo,
+        created: bool,
+    ) -> io::Result<()> {
+        let event = JournalEvent {
+            time: if created {
+                version.stored_at
+            } else {
+                super::now()
+            },
+            path: path.as_str().to_owned(),
+            sha256: version.sha256,
+            size: version.size,
+            event: if created {
+                EventKind::New
+            } else {
+                EventKind::Dup
+            },
+        };
+        let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.file(user))?;
+        file.write_all(&line)?;
+        file.sync_data()
+    }
+
+    /// Every complete event of a user's journal, oldest first. A torn last line (a
+    /// crash mid-append) is skipped.
+    pub(crate) fn read(&self, user: &UserName) -> io::Result<Vec<JournalEvent>> {
+        let file = match fs::File::open(self.file(user)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for line in BufReader::new(file).lines() {
+            if let Ok(event) = serde_json::from_str(&line?) {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+}
