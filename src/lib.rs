@@ -3,7 +3,11 @@
 //! The map of the code is `docs/ARCHITECTURE.md`; the contract is SPEC.md.
 
 pub mod cli;
+pub mod client;
 pub mod commands;
+pub mod drive;
 pub mod logging;
 pub mod names;
+pub mod server;
 pub mod store;
+pub mod users;

@@ -2,16 +2,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ects::cli::{Cli, Command};
+use ects::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ects::logging::init(cli.verbose);
     let result = match cli.command {
-        Command::Fsck(args) => ects::commands::fsck(&args),
-        other => {
-            eprintln!("ects: `{}` is not available yet", command_name(&other));
-            return ExitCode::from(2);
-        }
+        Command::Server(args) => commands::server(args),
+        Command::User(args) => commands::user(args),
+        Command::Mount(args) => commands::mount(args),
+        Command::Backup(args) => commands::backup(args),
+        Command::Versions(args) => commands::versions(args),
+        Command::Restore(args) => commands::restore(args),
+        Command::Status(args) => commands::status(args),
+        Command::Fsck(args) => commands::fsck(&args),
     };
     match result {
         Ok(code) => code,
@@ -19,18 +23,5 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Server(_) => "server",
-        Command::User(_) => "user",
-        Command::Mount(_) => "mount",
-        Command::Backup(_) => "backup",
-        Command::Versions(_) => "versions",
-        Command::Restore(_) => "restore",
-        Command::Status(_) => "status",
-        Command::Fsck(_) => "fsck",
     }
 }

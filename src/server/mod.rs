@@ -1,0 +1,1 @@
+//! The HTTP server (SPEC §3). Not built yet.

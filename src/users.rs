@@ -1,0 +1,1 @@
+//! User records and password checks. Not built yet.
