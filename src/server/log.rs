@@ -105,9 +105,9 @@ impl Observe for Line {
         let bytes_in = self.received.load(Ordering::Relaxed);
         let status = self.status.as_u16();
         if self.status.is_server_error() {
-            tracing::warn!(user, method = %self.method, path = %self.path, status, bytes_in, bytes_out = self.sent, ms, "request");
+            tracing::warn!(user = %user, method = %self.method, path = %self.path, status, bytes_in, bytes_out = self.sent, ms, "request");
         } else {
-            tracing::info!(user, method = %self.method, path = %self.path, status, bytes_in, bytes_out = self.sent, ms, "request");
+            tracing::info!(user = %user, method = %self.method, path = %self.path, status, bytes_in, bytes_out = self.sent, ms, "request");
         }
     }
 }
