@@ -225,11 +225,22 @@ impl TestServer {
 
     /// SIGTERM, then waits (bounded) for the exit: the graceful shutdown path.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("the server is not running");
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the running server.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the server is not running");
         // SAFETY: kill(2) on our own child's pid, which it still is: not yet waited for.
         unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(child.id() as libc::pid_t, signal);
         }
+    }
+
+    /// Waits (bounded by [`PROCESS_TIMEOUT`]) for the server to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the server is not running");
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("waiting for the server") {
@@ -238,10 +249,7 @@ impl TestServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "the server did not stop after SIGTERM; its log:\n{}",
-                    self.log()
-                );
+                panic!("the server did not exit; its log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
