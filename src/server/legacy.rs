@@ -73,6 +73,10 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> Result<Respo
                         "the upload_file field has no file name",
                     ));
                 }
+                // When the path came first, refuse a bad one before reading the file.
+                if let Some(path) = &path_field {
+                    legacy_path(path, &name)?;
+                }
                 let (staged, actual) = stage_field(&state, &mut field, limit).await?;
                 file = Some((staged, actual, name));
             }

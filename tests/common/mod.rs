@@ -151,15 +151,20 @@ impl TestServer {
             .append(true)
             .open(&self.log)
             .expect("opening the server log");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // Only the arguments given here count, not the environment's ECTS_* settings.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ECTS_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .arg("server")
             .arg("--data")
             .arg(&self.data)
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.args)
             .env("RUST_LOG", "info")
-            .env_remove("ECTS_QUOTA")
-            .env_remove("ECTS_ALLOW_REGISTRATION")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
