@@ -1077,6 +1077,7 @@ async fn legacy_upload_as_the_original_client_sent_it() {
 
     let before = snapshot(api.data());
     let wrong_md5 = md5_hex(b"something else");
+    let junk = vec![b'j'; 100_000];
     let refused: Vec<(&str, Request<Body>, StatusCode)> = vec![
         (
             "bad MD5",
@@ -1090,6 +1091,15 @@ async fn legacy_upload_as_the_original_client_sent_it() {
         (
             "no MD5",
             legacy(Some(ALICE), None, &[("upload_file", Some("x.txt"), doc)]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "large extra field",
+            legacy(
+                Some(ALICE),
+                Some(&md5),
+                &[("junk", None, &junk), ("upload_file", Some("x.txt"), doc)],
+            ),
             StatusCode::BAD_REQUEST,
         ),
         (

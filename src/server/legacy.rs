@@ -59,6 +59,7 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> Result<Respo
         .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let mut file: Option<(Staged, [u8; 16], String)> = None;
     let mut path_field: Option<String> = None;
+    let mut ignored = 0u64;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("upload_file") => {
@@ -81,7 +82,17 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> Result<Respo
                 file = Some((staged, actual, name));
             }
             Some("path") => path_field = Some(small_text(&mut field).await?),
-            _ => while field.chunk().await.map_err(multipart_error)?.is_some() {},
+            // Other fields are read and dropped, but only so much of them.
+            _ => {
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    ignored += chunk.len() as u64;
+                    if ignored > MULTIPART_SLACK {
+                        return Err(ApiError::bad_request(
+                            "the form has large fields other than upload_file and path",
+                        ));
+                    }
+                }
+            }
         }
     }
     let Some((staged, actual, name)) = file else {
