@@ -36,7 +36,11 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<User, ApiEr
         match users.authenticate(&name, &password).map_err(users_error)? {
             Auth::Ok(user) => Ok(user),
             Auth::UnknownUser if allow_registration => register(&users, &name, &password),
-            Auth::UnknownUser | Auth::WrongPassword => Err(ApiError::unauthorized(WRONG)),
+            Auth::UnknownUser => {
+                equalize_timing(&password);
+                Err(ApiError::unauthorized(WRONG))
+            }
+            Auth::WrongPassword => Err(ApiError::unauthorized(WRONG)),
             Auth::Disabled => Err(ApiError::unauthorized(
                 "this account is disabled; ask a teacher or the server's administrator",
             )),
@@ -68,6 +72,19 @@ fn register(users: &crate::users::UserDb, name: &str, password: &str) -> Result<
             Err(ApiError::unauthorized(e.to_string()))
         }
         Err(e) => Err(users_error(e)),
+    }
+}
+
+/// Spends on an unknown name the time a wrong password costs (one argon2 check), so
+/// response times do not tell which names exist.
+fn equalize_timing(password: &str) {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| crate::users::hash_password("not a real password").ok());
+    if let Some(phc) = dummy
+        && let Ok(hash) = PasswordHash::new(phc)
+    {
+        let _ = argon2::Argon2::default().verify_password(password.as_bytes(), &hash);
     }
 }
 
