@@ -1,0 +1,1 @@
+//! `ects backup`: walk folders, skip what the server has, send the rest through the spool.
