@@ -306,10 +306,11 @@ fn statuses_map_to_refused_retryable_and_clear_errors() {
         other => panic!("{other:?}"),
     }
     // The declared hash is checked by the server: a lie is refused, not retried.
-    assert!(matches!(
-        up.upload(&p("lie"), &file, &Digest::of(b"y"), 1),
-        Err(UploadError::Refused { status: 422, .. })
-    ));
+    let r = up.upload(&p("lie"), &file, &Digest::of(b"y"), 1);
+    assert!(
+        matches!(r, Err(UploadError::Refused { status: 422, .. })),
+        "{r:?}"
+    );
     assert!(matches!(
         up.upload(&p("boom/x"), &file, &sha, 1),
         Err(UploadError::Retryable(m)) if m.contains("507")

@@ -89,20 +89,11 @@ impl HttpUploader {
 
 impl Uploader for HttpUploader {
     fn exists(&self, path: &RelPath, sha: &Digest) -> Result<bool, UploadError> {
-        let http = &self.remote.http;
-        http.block_on(async {
-            let resp = http
-                .request(Method::HEAD, &http.file_url(path, Some(sha)))
-                .timeout(SMALL_TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| self.transport(&e))?;
-            match resp.status() {
-                s if s.is_success() => Ok(true),
-                StatusCode::NOT_FOUND => Ok(false),
-                s => Err(self.classify(s, "")),
-            }
-        })
+        match self.head(path, sha) {
+            Err(Attempt::Stale(_)) => self.head(path, sha),
+            other => other,
+        }
+        .map_err(Attempt::into_error)
     }
 
     fn upload(
@@ -112,13 +103,67 @@ impl Uploader for HttpUploader {
         sha: &Digest,
         size: u64,
     ) -> Result<(), UploadError> {
+        // A pooled connection the server closed a moment ago (it does so after refusing
+        // a body it did not read) fails before the request is processed: one immediate
+        // second try on a fresh connection. A PUT of the same bytes is idempotent, so
+        // this never stores anything twice.
+        match self.put(path, file, sha, size) {
+            Err(Attempt::Stale(_)) => self.put(path, file, sha, size),
+            other => other,
+        }
+        .map_err(Attempt::into_error)
+    }
+}
+
+/// One PUT's failure, and whether trying again at once on a new connection makes sense.
+enum Attempt {
+    Stale(UploadError),
+    Final(UploadError),
+}
+
+impl Attempt {
+    fn into_error(self) -> UploadError {
+        match self {
+            Attempt::Stale(e) | Attempt::Final(e) => e,
+        }
+    }
+}
+
+fn attempt(uploader: &HttpUploader, e: &reqwest::Error) -> Attempt {
+    let err = uploader.transport(e);
+    if e.is_connect() || e.is_timeout() {
+        Attempt::Final(err)
+    } else {
+        Attempt::Stale(err)
+    }
+}
+
+impl HttpUploader {
+    fn head(&self, path: &RelPath, sha: &Digest) -> Result<bool, Attempt> {
+        let http = &self.remote.http;
+        http.block_on(async {
+            let resp = http
+                .request(Method::HEAD, &http.file_url(path, Some(sha)))
+                .timeout(SMALL_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| attempt(self, &e))?;
+            match resp.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                s => Err(Attempt::Final(self.classify(s, ""))),
+            }
+        })
+    }
+
+    fn put(&self, path: &RelPath, file: &Path, sha: &Digest, size: u64) -> Result<(), Attempt> {
         let http = &self.remote.http;
         http.block_on(async {
             let f = tokio::fs::File::open(file).await.map_err(|e| {
-                UploadError::Retryable(format!(
+                Attempt::Final(UploadError::Retryable(format!(
                     "cannot read the spool copy {}: {e}",
                     file.display()
-                ))
+                )))
             })?;
             // 256 KiB reads: few syscalls, and memory stays bounded for any file size.
             let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
@@ -130,13 +175,13 @@ impl Uploader for HttpUploader {
                 .body(reqwest::Body::wrap_stream(stream))
                 .send()
                 .await
-                .map_err(|e| self.transport(&e))?;
+                .map_err(|e| attempt(self, &e))?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(());
             }
             let body = resp.text().await.unwrap_or_default();
-            Err(self.classify(status, &body))
+            Err(Attempt::Final(self.classify(status, &body)))
         })
     }
 }

@@ -176,6 +176,8 @@ struct State {
     next_id: u64,
     /// Captured, not durable yet (waiting for the committer).
     uncommitted: Vec<Entry>,
+    /// The group the committer is making durable right now.
+    committing: Vec<Entry>,
     /// Durable, not yet stored on the server. Keyed by id = capture order.
     pending: BTreeMap<u64, Entry>,
     /// Refused for good; the data is kept.
@@ -202,6 +204,26 @@ struct State {
     stop: bool,
 }
 
+impl State {
+    /// Captured but not durable yet.
+    fn not_durable(&self) -> impl Iterator<Item = &Entry> {
+        self.uncommitted.iter().chain(self.committing.iter())
+    }
+
+    /// Everything not yet stored on the server (failed ones excluded).
+    fn queued(&self) -> impl Iterator<Item = &Entry> {
+        self.not_durable().chain(self.pending.values())
+    }
+
+    fn queued_len(&self) -> usize {
+        self.uncommitted.len() + self.committing.len() + self.pending.len()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queued_len() == 0
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     captures_dir: PathBuf,
@@ -211,14 +233,16 @@ struct Inner {
     /// Wakes the committer, the workers and everyone waiting for a state change.
     changed: Condvar,
     journal: Mutex<Option<JournalFile>>,
-    /// Held for the spool's lifetime: one uploading process per spool.
-    _lock: File,
 }
 
 /// Stops the background threads when the last [`Spool`] handle goes away.
+/// Upload workers busy with a big file finish it on their own; they no longer touch
+/// the journal, so the lock can go (a new spool on the folder re-checks with HEAD).
 struct Guard {
     inner: Arc<Inner>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Held while the spool is open: one uploading process per spool folder.
+    _lock: File,
 }
 
 impl Drop for Guard {
@@ -228,6 +252,8 @@ impl Drop for Guard {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        // Close the journal so nothing more is written once the lock is released.
+        lock(&self.inner.journal).take();
     }
 }
 
@@ -288,7 +314,6 @@ impl Spool {
             state: Mutex::new(state),
             changed: Condvar::new(),
             journal: Mutex::new(Some(journal)),
-            _lock: lock_file,
         });
         let spawn_err = |e| SpoolError::io(dir, "starting a thread", e);
         let committer = {
@@ -301,6 +326,7 @@ impl Spool {
         let guard = Arc::new(Guard {
             inner: inner.clone(),
             committer: Mutex::new(Some(committer)),
+            _lock: lock_file,
         });
         for i in 0..inner.opts.workers.max(1) {
             let inner = inner.clone();
@@ -356,12 +382,7 @@ impl Spool {
         st.captures += 1;
         // The same version of the same path already queued: keep the older entry.
         let same = |e: &Entry| e.path == *path && e.sha256 == sha256;
-        let existing = st
-            .uncommitted
-            .iter()
-            .find(|e| same(e))
-            .or_else(|| st.pending.values().find(|e| same(e)))
-            .map(|e| e.id);
+        let existing = st.queued().find(|e| same(e)).map(|e| e.id);
         if let Some(existing) = existing {
             drop(st);
             let _ = fs::remove_file(&dest);
@@ -391,10 +412,14 @@ impl Spool {
     fn wait_durable(&self, id: u64) -> Result<(), SpoolError> {
         let inner = &self.inner;
         let mut st = lock(&inner.state);
-        if !st.uncommitted.iter().any(|e| e.id == id) {
+        if !st.not_durable().any(|e| e.id == id) {
             return Ok(());
         }
-        let want = st.taken_gen + 1;
+        let want = if st.uncommitted.iter().any(|e| e.id == id) {
+            st.taken_gen + 1
+        } else {
+            st.taken_gen
+        };
         st.urgent = true;
         inner.changed.notify_all();
         while st.finished_gen < want {
@@ -406,7 +431,7 @@ impl Spool {
                 .wait(st)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if st.uncommitted.iter().any(|e| e.id == id) {
+        if st.not_durable().any(|e| e.id == id) {
             return Err(SpoolError::Commit(
                 st.commit_error
                     .clone()
@@ -425,7 +450,7 @@ impl Spool {
         } else {
             st.taken_gen
         };
-        let ids: Vec<u64> = st.uncommitted.iter().map(|e| e.id).collect();
+        let ids: Vec<u64> = st.not_durable().map(|e| e.id).collect();
         st.urgent = true;
         inner.changed.notify_all();
         while st.finished_gen < want {
@@ -437,7 +462,7 @@ impl Spool {
                 .wait(st)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if st.uncommitted.iter().any(|e| ids.contains(&e.id)) {
+        if st.not_durable().any(|e| ids.contains(&e.id)) {
             return Err(SpoolError::Commit(
                 st.commit_error
                     .clone()
@@ -454,8 +479,7 @@ impl Spool {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout;
         let mut st = lock(&inner.state);
-        let idle = |st: &State| st.pending.is_empty() && st.uncommitted.is_empty();
-        while !idle(&st) && !st.stop {
+        while !st.is_idle() && !st.stop {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -466,7 +490,7 @@ impl Spool {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let left = st.pending.len() + st.uncommitted.len();
+        let left = st.queued_len();
         drop(st);
         inner.stop();
         let handle = lock(&self.guard.committer).take();
@@ -483,7 +507,7 @@ impl Spool {
         let deadline = Instant::now() + timeout;
         let mut st = lock(&inner.state);
         loop {
-            if st.pending.is_empty() && st.uncommitted.is_empty() {
+            if st.is_idle() {
                 return true;
             }
             let now = Instant::now();
@@ -500,11 +524,10 @@ impl Spool {
 
     pub fn status(&self) -> SpoolStatus {
         let st = lock(&self.inner.state);
-        let queued = || st.uncommitted.iter().chain(st.pending.values());
         SpoolStatus {
-            pending: st.uncommitted.len() + st.pending.len(),
-            pending_bytes: queued().map(|e| e.size).sum(),
-            oldest_pending: queued().map(|e| e.time).min(),
+            pending: st.queued_len(),
+            pending_bytes: st.queued().map(|e| e.size).sum(),
+            oldest_pending: st.queued().map(|e| e.time).min(),
             uploading: st.in_flight.len(),
             failed: st.failed.values().map(|(_, f)| f.clone()).collect(),
             last_error: st.last_error.clone(),
@@ -520,9 +543,7 @@ impl Spool {
     pub fn pending_for(&self, path: &RelPath) -> Vec<Digest> {
         let st = lock(&self.inner.state);
         let mut v: Vec<(u64, Digest)> = st
-            .pending
-            .values()
-            .chain(st.uncommitted.iter())
+            .queued()
             .filter(|e| e.path == *path)
             .map(|e| (e.id, e.sha256))
             .collect();
@@ -745,24 +766,31 @@ impl Inner {
                     .0;
             }
             st.urgent = false;
-            let batch = std::mem::take(&mut st.uncommitted);
-            let records = std::mem::take(&mut st.records);
+            st.committing = std::mem::take(&mut st.uncommitted);
+            let mut records: Vec<Record> = st
+                .committing
+                .iter()
+                .map(|e| journal::capture_record(&e.rec()))
+                .collect();
+            let batch_len = st.committing.len();
+            records.append(&mut st.records);
+            let worker_records = records.len() - batch_len;
             let unlinks = std::mem::take(&mut st.unlinks);
             st.taken_gen += 1;
             let generation = st.taken_gen;
             drop(st);
 
-            let result = self.commit(&batch, &records);
+            let result = self.commit(batch_len, &records);
 
             let mut st = lock(&self.state);
             st.finished_gen = generation;
             let failed = match result {
                 Ok(()) => {
-                    if !batch.is_empty() {
+                    if batch_len > 0 {
                         st.commits += 1;
                     }
                     st.commit_error = None;
-                    for e in batch {
+                    for e in std::mem::take(&mut st.committing) {
                         st.pending.insert(e.id, e);
                     }
                     drop(st);
@@ -783,10 +811,10 @@ impl Inner {
                         time: Utc::now(),
                         message,
                     });
-                    let mut b = batch;
+                    let mut b = std::mem::take(&mut st.committing);
                     b.append(&mut st.uncommitted);
                     st.uncommitted = b;
-                    let mut r = records;
+                    let mut r = records.split_off(records.len() - worker_records);
                     r.append(&mut st.records);
                     st.records = r;
                     let mut u = unlinks;
@@ -811,11 +839,14 @@ impl Inner {
         }
     }
 
-    fn commit(&self, batch: &[Entry], records: &[Record]) -> io::Result<()> {
-        if !batch.is_empty() {
-            if batch.len() <= 2 {
-                for e in batch {
-                    File::open(data_file(&self.captures_dir, e.id))?.sync_data()?;
+    /// `records` starts with the capture records of the `batch_len` new captures.
+    fn commit(&self, batch_len: usize, records: &[Record]) -> io::Result<()> {
+        if batch_len > 0 {
+            if batch_len <= 2 {
+                for r in &records[..batch_len] {
+                    if let Record::Capture { id, .. } = r {
+                        File::open(data_file(&self.captures_dir, *id))?.sync_data()?;
+                    }
                 }
             } else {
                 syncfs(&self.captures_dir)?;
@@ -823,14 +854,9 @@ impl Inner {
             // New data files' names must survive too.
             File::open(&self.captures_dir)?.sync_all()?;
         }
-        let mut all: Vec<Record> = batch
-            .iter()
-            .map(|e| journal::capture_record(&e.rec()))
-            .collect();
-        all.extend_from_slice(records);
         let mut j = lock(&self.journal);
         match j.as_mut() {
-            Some(j) => j.append(&all),
+            Some(j) => j.append(records),
             None => Err(io::Error::other("the journal is closed")),
         }
     }
