@@ -1,0 +1,147 @@
+//! The spool against the real server: a server that goes away and comes back, and an
+//! uploading process killed with SIGKILL mid-queue. Proved from the server's journal.
+
+mod client_support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use client_support::*;
+use ects::client::{ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, SpoolStatus};
+use ects::names::{RelPath, UserName};
+use ects::store::{Digest, EventKind};
+
+#[test]
+fn server_down_while_500_versions_are_spooled_then_back() {
+    let mut server = Server::start(&[]);
+    let client = Client::new();
+    let cfg = ConnectConfig::new(&server.url, UserName::parse(USER).unwrap(), PASSWORD.into());
+    let remote = Remote::connect(&cfg).unwrap();
+    let spool = Spool::open(
+        &client.spool(),
+        Arc::new(HttpUploader::new(&remote)),
+        SpoolOptions {
+            max_backoff: Duration::from_secs(4),
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap();
+    let src = client.dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // 100 files, 5 versions each, 16 KiB apiece.
+    let mut want: BTreeMap<String, Vec<Digest>> = BTreeMap::new();
+    let mut capture = |i: usize| {
+        let name = format!("Class work/file {:03}.txt", i % 100);
+        let mut bytes = vec![b'x'; 16 << 10];
+        bytes[..16].copy_from_slice(format!("{i:016}").as_bytes());
+        let f = src.join(format!("{i}"));
+        fs::write(&f, &bytes).unwrap();
+        let sha = spool.capture(&RelPath::parse(&name).unwrap(), &f).unwrap();
+        want.entry(name).or_default().push(sha);
+    };
+    for i in 0..100 {
+        capture(i);
+    }
+    // Some arrive, then the server dies mid-stream.
+    wait_until("first uploads", || server.journal().len() >= 10);
+    server.stop();
+    for i in 100..500 {
+        capture(i);
+    }
+    spool.flush().unwrap();
+    let waiting = spool.status();
+    assert!(
+        waiting.pending > 0,
+        "versions are waiting while the server is down"
+    );
+    // The scenario: the server comes back ten seconds later.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(spool.status().server_reachable, Some(false));
+    server.restart();
+    wait_until("the spool to empty", || spool.status().pending == 0);
+    assert!(spool.status().failed.is_empty());
+
+    let journal = server.journal();
+    let mut seen: HashMap<(String, Digest), usize> = HashMap::new();
+    for e in &journal {
+        *seen.entry((e.path.clone(), e.sha256)).or_default() += 1;
+    }
+    let total: usize = want.values().map(Vec::len).sum();
+    assert_eq!(total, 500);
+    assert_eq!(seen.len(), 500, "all 500 versions arrived");
+    assert!(seen.values().all(|&n| n == 1), "none twice");
+    assert!(journal.iter().all(|e| e.event == EventKind::New));
+    // Per file, the versions were stored in the order they were taken.
+    for (path, shas) in &want {
+        let order: Vec<Digest> = journal
+            .iter()
+            .filter(|e| &e.path == path)
+            .map(|e| e.sha256)
+            .collect();
+        assert_eq!(&order, shas, "{path}");
+    }
+    assert_eq!(spool.drain(Duration::ZERO), 0);
+}
+
+#[test]
+fn killed_uploader_leaves_the_rest_to_the_next_process() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let root = client.dir.path().join("Homework");
+    let mut files = Vec::new();
+    for i in 0..150 {
+        let mut bytes = vec![b'a' + (i % 26) as u8; 32 << 10];
+        bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let rel = format!("week {}/task {i}.txt", i % 7);
+        write(&root, &rel, &bytes);
+        files.push((format!("Homework/{rel}"), Digest::of(&bytes)));
+    }
+    // The network stops after ~1.5 MB: the first process gets part of the way.
+    let proxy = StallingProxy::start(server.port, 1_500_000);
+    let mut first = Guard(Some(
+        client
+            .command(&proxy.url, &["backup", root.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_until("the network to stall with versions spooled", || {
+        proxy.stalled()
+            && SpoolStatus::read(&client.spool()).is_ok_and(|s| s.pending > 0)
+            && !server.journal().is_empty()
+    });
+    first.kill(); // SIGKILL, mid-queue
+    let left = SpoolStatus::read(&client.spool()).unwrap().pending;
+    assert!(left > 0);
+    let before = server.journal().len();
+    assert!(before < files.len(), "killed before the end");
+
+    // A new process on the same cache folder, straight to the server, with an empty
+    // folder: whatever it sends is what the killed process left in the spool.
+    let empty = client.dir.path().join("Nothing");
+    fs::create_dir(&empty).unwrap();
+    let out = client.run(&server.url, &["backup", empty.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(SpoolStatus::read(&client.spool()).unwrap().pending, 0);
+    assert!(
+        server.journal().len() > before,
+        "the spool's leftovers were sent"
+    );
+
+    // Then the folder itself: every file exactly once, never twice, none lost.
+    let out = client.run(&server.url, &["backup", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let journal = server.journal();
+    let mut seen: HashMap<(String, Digest), usize> = HashMap::new();
+    for e in &journal {
+        assert_eq!(e.event, EventKind::New, "{e:?} was sent twice");
+        *seen.entry((e.path.clone(), e.sha256)).or_default() += 1;
+    }
+    for f in &files {
+        assert_eq!(seen.get(f), Some(&1), "{f:?}");
+    }
+    assert_eq!(seen.len(), files.len());
+}
