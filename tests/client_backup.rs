@@ -281,3 +281,22 @@ fn wrong_password_unknown_server_and_refused_paths_are_clear_and_lose_nothing() 
         "{report}"
     );
 }
+
+#[test]
+fn hash_cache_is_not_trusted_by_a_server_that_lost_everything() {
+    let first = Server::start(&[]);
+    let client = Client::new();
+    let root = client.dir.path().join("Notes");
+    for i in 0..40 {
+        write(&root, &format!("n{i}.txt"), format!("note {i}").as_bytes());
+    }
+    let root_arg = root.to_str().unwrap();
+    let out = client.run(&first.url, &["backup", root_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(first.new_events().len(), 40);
+    // Same cache, unchanged files, but a server with an empty store: every file is sent.
+    let second = Server::start(&[]);
+    let out = client.run(&second.url, &["backup", root_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(second.new_events().len(), 40, "{}", text(&out));
+}

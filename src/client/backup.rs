@@ -176,11 +176,12 @@ fn walk_dir(dir: &Path, rel: &RelPath, out: &mut Walk) {
     }
 }
 
-/// Hashes remembered from earlier runs, keyed by local path. A hit needs the exact same
-/// size, mtime, ctime, inode and device; anything else is hashed again.
+/// What earlier runs confirmed the server stores, keyed by local path: the file's stat,
+/// its hash and the path it is stored under. A hit needs the exact same size, mtime,
+/// ctime, inode and device (and the same stored path); anything else is hashed again.
 #[derive(Default)]
 pub struct HashCache {
-    entries: HashMap<PathBuf, (StatKey, Digest)>,
+    entries: HashMap<PathBuf, (StatKey, Digest, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -188,7 +189,11 @@ struct CacheLine {
     p: PathBuf,
     k: StatKey,
     h: Digest,
+    r: String,
 }
+
+/// How many cache hits are checked with HEAD before the cache is trusted for the rest.
+const TRUST_SAMPLE: usize = 32;
 
 impl HashCache {
     /// Loads the cache; a missing or damaged file is an empty cache (it is only a cache).
@@ -197,7 +202,7 @@ impl HashCache {
         if let Ok(f) = fs::File::open(file) {
             for line in BufReader::new(f).lines().map_while(Result::ok) {
                 if let Ok(l) = serde_json::from_str::<CacheLine>(&line) {
-                    entries.insert(l.p, (l.k, l.h));
+                    entries.insert(l.p, (l.k, l.h, l.r));
                 }
             }
         }
@@ -206,7 +211,7 @@ impl HashCache {
 
     fn get(&self, job: &FileJob) -> Option<Digest> {
         match self.entries.get(&job.local) {
-            Some((k, d)) if *k == job.key => Some(*d),
+            Some((k, d, r)) if *k == job.key && r == job.path.as_str() => Some(*d),
             _ => None,
         }
     }
@@ -221,6 +226,7 @@ impl HashCache {
                     p: job.local.clone(),
                     k: job.key,
                     h: *d,
+                    r: job.path.to_string(),
                 };
                 serde_json::to_writer(&mut w, &line).map_err(io::Error::other)?;
                 w.write_all(b"\n")?;
@@ -331,6 +337,7 @@ pub fn run(
         ..Report::default()
     };
     let jobs = walk.files;
+    let trusted = cache_is_trusted(remote, &cache, &jobs);
     let next = AtomicUsize::new(0);
     // Per job: the id of its spool entry, or None when the server had it already.
     let results: Mutex<Vec<Option<JobResult>>> = Mutex::new(vec![None; jobs.len()]);
@@ -341,7 +348,7 @@ pub fn run(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    match check_one(remote, spool, &cache, job) {
+                    match check_one(remote, spool, &cache, trusted, job) {
                         Ok(r) => {
                             match &r {
                                 JobResult::Stored(_) => progress(Progress::AlreadyStored {
@@ -370,6 +377,7 @@ pub fn run(
             });
         }
     });
+    tracing::debug!(files = jobs.len(), elapsed = ?start.elapsed(), "hashed, checked and captured");
     let results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
     report.problems.extend(
         problems
@@ -421,6 +429,7 @@ pub fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    tracing::debug!(elapsed = ?start.elapsed(), "uploads finished");
     report.left_in_spool = spool.status().pending;
 
     let mut mine: HashSet<u64> = HashSet::new();
@@ -480,6 +489,29 @@ pub fn run(
     report
 }
 
+/// The server never deletes through its API, so what it confirmed once it still has —
+/// unless it is a different server now (reset, restored from an old backup) or an admin
+/// pruned it. A sample of the cache hits, spread over the tree, is checked with HEAD;
+/// only when all are there are the other hits trusted without asking.
+fn cache_is_trusted(remote: &Remote, cache: &HashCache, jobs: &[FileJob]) -> bool {
+    let hits: Vec<(&FileJob, Digest)> = jobs
+        .iter()
+        .filter_map(|j| cache.get(j).map(|d| (j, d)))
+        .collect();
+    if hits.is_empty() {
+        return false;
+    }
+    let step = hits.len().div_ceil(TRUST_SAMPLE).max(1);
+    let all_there = hits
+        .iter()
+        .step_by(step)
+        .all(|(job, sha)| matches!(remote.exists(&job.path, sha), Ok(true)));
+    if !all_there {
+        tracing::info!("the server lacks versions it confirmed before; checking every file");
+    }
+    all_there
+}
+
 fn failure_text(status: u16, message: &str) -> String {
     if status == 0 {
         message.to_owned()
@@ -502,9 +534,12 @@ fn check_one(
     remote: &Remote,
     spool: &Spool,
     cache: &HashCache,
+    trusted: bool,
     job: &FileJob,
 ) -> Result<JobResult, String> {
     let sha = match cache.get(job) {
+        // Unchanged since the server confirmed it, and the cache passed its check.
+        Some(d) if trusted => return Ok(JobResult::Stored(d)),
         Some(d) => d,
         None => {
             let f = fs::File::open(&job.local).map_err(|e| format!("cannot read it: {e}"))?;

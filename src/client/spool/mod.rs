@@ -1006,8 +1006,12 @@ impl Inner {
                     st.failures_in_a_row,
                 );
                 st.backoff_until = Some(Instant::now() + delay);
-                tracing::warn!(path = %e.path, "upload failed, retrying in {delay:?}: {message}");
                 let new_message = st.last_error.as_ref().map(|l| &l.message) != Some(&message);
+                if new_message {
+                    tracing::warn!(path = %e.path, "upload failed, retrying in {delay:?}: {message}");
+                } else {
+                    tracing::debug!(path = %e.path, "upload failed, retrying in {delay:?}: {message}");
+                }
                 st.last_error = Some(LastError {
                     time: Utc::now(),
                     message: message.clone(),
