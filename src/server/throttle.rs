@@ -4,8 +4,13 @@
 //! fixed window that starts at its first failure. Over a limit, sign-ins for that key
 //! are refused with 429 until the window ends — before any password is checked, so
 //! guessing also stops costing argon2 time. A success clears the (address, name) and
-//! name counters. The per-name limit is higher than the per-(address, name) one, so a
-//! classmate guessing from one PC locks out only that PC, not the student everywhere.
+//! name counters.
+//!
+//! The per-name limit stops guessing spread over many PCs, but must not let a classmate
+//! lock a student out of their own drive: an address where the name signed in
+//! successfully in the last hours is trusted for that name and skips the per-name
+//! limit (it still has its own per-(address, name) one). Uploads refused with 429 stay
+//! in the drive's spool and are retried, so a lock-out delays backups, never loses one.
 //!
 //! The address is the TCP peer's: behind a reverse proxy all clients share one, so the
 //! per-address limit is generous.
@@ -23,6 +28,8 @@ pub const PER_ADDRESS_AND_NAME: u32 = 5;
 pub const PER_NAME: u32 = 20;
 /// Failures allowed per window from one address, for any names.
 pub const PER_ADDRESS: u32 = 50;
+/// How long a successful sign-in trusts its address for that name.
+pub const TRUST: Duration = Duration::from_secs(12 * 60 * 60);
 /// Keys remembered at most; beyond it, new keys are not tracked until old ones expire.
 const MAX_KEYS: usize = 100_000;
 
@@ -43,6 +50,8 @@ struct Window {
 #[derive(Debug, Default)]
 pub struct Throttle {
     windows: Mutex<HashMap<Key, Window>>,
+    /// (address, name) pairs that signed in successfully, and when.
+    trusted: Mutex<HashMap<(IpAddr, String), Instant>>,
 }
 
 impl Throttle {
@@ -62,6 +71,26 @@ impl Throttle {
 
     /// Clears the counters a successful sign-in proves were the owner's own mistakes.
     pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) {
+        self.succeeded_at(addr, name, Instant::now());
+    }
+
+    fn succeeded_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) {
+        if let Some(addr) = addr {
+            let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (addr, name.to_owned());
+            // Refreshed at most once a minute: this runs on every authenticated request.
+            let fresh = trusted
+                .get(&key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < Duration::from_secs(60));
+            if !fresh {
+                if trusted.len() >= MAX_KEYS {
+                    trusted.retain(|_, t| now.saturating_duration_since(*t) < TRUST);
+                }
+                if trusted.len() < MAX_KEYS {
+                    trusted.insert(key, now);
+                }
+            }
+        }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.is_empty() {
             return;
@@ -70,6 +99,14 @@ impl Throttle {
         if let Some(addr) = addr {
             windows.remove(&Key::Pair(addr, name.to_owned()));
         }
+    }
+
+    fn is_trusted(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> bool {
+        let Some(addr) = addr else { return false };
+        let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        trusted
+            .get(&(addr, name.to_owned()))
+            .is_some_and(|t| now.saturating_duration_since(*t) < TRUST)
     }
 
     fn keys(addr: Option<IpAddr>, name: &str) -> Vec<(Key, u32)> {
@@ -88,6 +125,9 @@ impl Throttle {
         }
         let mut wait = Duration::ZERO;
         for (key, limit) in Self::keys(addr, name) {
+            if matches!(key, Key::Name(_)) && self.is_trusted(addr, name, now) {
+                continue;
+            }
             if let Some(w) = windows.get(&key) {
                 let age = now.saturating_duration_since(w.started);
                 if age < WINDOW && w.failures >= limit {
@@ -151,6 +191,37 @@ mod tests {
         assert!(
             t.check_at(Some(pc), "alice", now + WINDOW).is_ok(),
             "expires"
+        );
+    }
+
+    #[test]
+    fn guessing_elsewhere_does_not_lock_the_owners_own_pc() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        let home: IpAddr = "10.0.0.1".parse().unwrap();
+        t.succeeded_at(Some(home), "alice", now);
+        for i in 0..PER_NAME {
+            let addr: IpAddr = format!("10.0.9.{i}").parse().unwrap();
+            t.failed_at(Some(addr), "alice", now);
+        }
+        assert!(
+            t.check_at(Some("10.0.8.1".parse().unwrap()), "alice", now)
+                .is_err()
+        );
+        assert!(
+            t.check_at(Some(home), "alice", now).is_ok(),
+            "trusted address"
+        );
+        assert!(
+            t.check_at(Some(home), "alice", now + TRUST).is_ok(),
+            "window over"
+        );
+        for _ in 0..PER_ADDRESS_AND_NAME {
+            t.failed_at(Some(home), "alice", now);
+        }
+        assert!(
+            t.check_at(Some(home), "alice", now).is_err(),
+            "own limit holds"
         );
     }
 
