@@ -372,14 +372,15 @@ fn collect_one(
 
 fn temp_beside(target: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
     let parent = target.parent().unwrap_or(Path::new("."));
-    tempfile::Builder::new()
-        .prefix(".ects-collect-")
-        .suffix(".part")
-        .tempfile_in(parent)
-        .map_err(io_error(format!(
-            "creating a temp file in {}",
-            parent.display()
-        )))
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".ects-collect-").suffix(".part");
+    // Like any file the teacher creates (the umask applies), not tempfile's private 0600.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(parent).map_err(io_error(format!(
+        "creating a temp file in {}",
+        parent.display()
+    )))
 }
 
 /// Syncs, sets the mtime, and renames into place (replacing only when `replace`).
