@@ -28,6 +28,12 @@ pub fn fsck(args: &FsckArgs) -> anyhow::Result<ExitCode> {
     for (path, n) in &report.journal_errors {
         println!("JOURNAL  {}: {n} unreadable line(s)", path.display());
     }
+    for path in &report.unjournaled {
+        println!(
+            "NOTE     {}: stored whole, but its journal line is missing (a crash between the two)",
+            path.display()
+        );
+    }
     for path in &report.empty_dirs {
         println!(
             "NOTE     {}: empty folder (a first upload that never finished)",

@@ -260,14 +260,7 @@ impl Store for FsStore {
         staged: Staged,
         expected: Option<&Digest>,
     ) -> Result<PutOutcome, StoreError> {
-        if let Some(expected) = expected
-            && *expected != staged.digest
-        {
-            return Err(StoreError::HashMismatch {
-                expected: *expected,
-                actual: staged.digest,
-            });
-        }
+        staged.check(expected)?;
         let tmp = match staged.data {
             StagedData::Disk(tmp) => tmp,
             StagedData::Memory(bytes) => {

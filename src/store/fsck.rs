@@ -1,5 +1,6 @@
 //! `ects fsck`: re-hash every stored version and check the layout.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,9 @@ pub struct FsckReport {
     pub empty_dirs: Vec<PathBuf>,
     /// Unparseable journal lines, per file.
     pub journal_errors: Vec<(PathBuf, usize)>,
+    /// Whole versions with no journal line: the server was killed between storing a
+    /// version and journaling it. The version is safe; only the audit line is missing.
+    pub unjournaled: Vec<PathBuf>,
     /// Another process (a running server or drive) holds the store, so temp files
     /// may be uploads in flight rather than leftovers.
     pub in_use: bool,
@@ -63,7 +67,24 @@ pub fn fsck(data: &Path) -> io::Result<FsckReport> {
             report.strays.push((path, "not a user's folder"));
             continue;
         }
-        check_folder(&path, true, &mut report)?;
+        let mut versions = Vec::new();
+        check_folder(&path, true, &mut report, &mut versions)?;
+        let journaled = journaled(
+            &data
+                .join("journal")
+                .join(format!("{}.log", name.to_string_lossy())),
+        );
+        for (file, digest) in versions {
+            let rel = file
+                .parent()
+                .and_then(|p| p.strip_prefix(&path).ok())
+                .and_then(|p| p.to_str())
+                .map(str::to_owned)
+                .unwrap_or_default();
+            if !journaled.contains(&(rel, digest)) {
+                report.unjournaled.push(file);
+            }
+        }
     }
     if let Ok(entries) = fs::read_dir(data.join("tmp")) {
         for entry in entries {
@@ -92,7 +113,25 @@ pub fn fsck(data: &Path) -> io::Result<FsckReport> {
     Ok(report)
 }
 
-fn check_folder(dir: &Path, is_user_root: bool, report: &mut FsckReport) -> io::Result<()> {
+/// The (path, sha256) pairs a user's journal records.
+fn journaled(log: &Path) -> HashSet<(String, Digest)> {
+    let Ok(text) = fs::read_to_string(log) else {
+        return HashSet::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<super::JournalEvent>(l).ok())
+        .map(|e| (e.path, e.sha256))
+        .collect()
+}
+
+/// Checks one folder below a user's root; collects every whole version as
+/// (file, digest).
+fn check_folder(
+    dir: &Path,
+    is_user_root: bool,
+    report: &mut FsckReport,
+    versions: &mut Vec<(PathBuf, Digest)>,
+) -> io::Result<()> {
     let mut subdirs = Vec::new();
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -134,10 +173,12 @@ fn check_folder(dir: &Path, is_user_root: bool, report: &mut FsckReport) -> io::
         report.bytes += size;
         if got != want {
             report.mismatches.push(file);
+        } else {
+            versions.push((file, got));
         }
     }
     for sub in subdirs {
-        check_folder(&sub, false, report)?;
+        check_folder(&sub, false, report, versions)?;
     }
     Ok(())
 }

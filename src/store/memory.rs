@@ -55,14 +55,7 @@ impl Store for MemStore {
         staged: Staged,
         expected: Option<&Digest>,
     ) -> Result<PutOutcome, StoreError> {
-        if let Some(expected) = expected
-            && *expected != staged.digest
-        {
-            return Err(StoreError::HashMismatch {
-                expected: *expected,
-                actual: staged.digest,
-            });
-        }
+        staged.check(expected)?;
         let bytes = match staged.data {
             StagedData::Memory(b) => b,
             StagedData::Disk(mut tmp) => {

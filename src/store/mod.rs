@@ -86,6 +86,17 @@ impl Staged {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// Refuses content whose hash is not the one the client declared.
+    pub(crate) fn check(&self, expected: Option<&Digest>) -> Result<(), StoreError> {
+        match expected {
+            Some(expected) if *expected != self.digest => Err(StoreError::HashMismatch {
+                expected: *expected,
+                actual: self.digest,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A readable, seekable stored version.
