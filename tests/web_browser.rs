@@ -254,22 +254,37 @@ impl Driver {
         }
     }
 
+    /// Finds `css` and runs `action` on it, finding it again when the page re-rendered
+    /// it in between (a "stale element reference"), within the usual bound.
+    fn on_element(&self, css: &str, action: impl Fn(&str) -> Result<Value, Value>) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let id = self.wait_for(css);
+            match action(&id) {
+                Ok(v) => return v,
+                Err(e) if e["value"]["error"] == "stale element reference" => {
+                    assert!(Instant::now() < deadline, "{css:?} stays stale: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{css:?}: {e}"),
+            }
+        }
+    }
+
     fn click(&self, css: &str) {
-        let id = self.wait_for(css);
-        self.cmd(&format!("/element/{id}/click"), &json!({}))
-            .unwrap();
+        self.on_element(css, |id| {
+            self.cmd(&format!("/element/{id}/click"), &json!({}))
+        });
     }
 
     fn type_into(&self, css: &str, text: &str) {
-        let id = self.wait_for(css);
-        self.cmd(&format!("/element/{id}/value"), &json!({ "text": text }))
-            .unwrap();
+        self.on_element(css, |id| {
+            self.cmd(&format!("/element/{id}/value"), &json!({ "text": text }))
+        });
     }
 
     fn text_of(&self, css: &str) -> String {
-        let id = self.wait_for(css);
-        self.get(&format!("/element/{id}/text"))
-            .unwrap()
+        self.on_element(css, |id| self.get(&format!("/element/{id}/text")))
             .as_str()
             .unwrap()
             .to_owned()
