@@ -34,6 +34,10 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
         None => default_user(),
     };
     let mountpoint = check_mountpoint(&args.mountpoint)?;
+    // Before any thread starts, so that only the signal thread ever sees them.
+    let signals = block_signals();
+    let unmounter: Arc<Mutex<Option<fuser::SessionUnmounter>>> = Arc::default();
+    spawn_signal_thread(signals, unmounter.clone(), mountpoint.clone());
 
     let store: Arc<dyn Store> = Arc::new(
         FsStore::open(&args.data)
@@ -73,7 +77,6 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     // Modes arrive already masked by the kernel; don't mask them twice.
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
-    let signals = block_signals();
 
     let (mode_tx, mode_rx) = mpsc::channel();
     let passthrough = std::env::var_os("ECTS_NO_PASSTHROUGH").is_none();
@@ -92,12 +95,13 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     config.clone_fd = true;
     let mut session = fuser::Session::new(fs, &mountpoint, &config)
         .with_context(|| format!("mounting the drive on {}", mountpoint.display()))?;
-    let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
+    *unmounter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session.unmount_callable());
     let mode = mode_rx
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or(IoMode::Plain);
 
-    spawn_signal_thread(signals, unmounter, mountpoint.clone());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let saver = {
         let drive = drive.clone();
@@ -291,9 +295,11 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// Waits for Ctrl-C / SIGTERM / SIGHUP and unmounts, which ends the session loop.
+/// Before the drive is mounted, a signal simply ends the process: nothing is lost, the
+/// next mount's reconcile takes what was not stored yet.
 fn spawn_signal_thread(
     set: libc::sigset_t,
-    unmounter: Arc<Mutex<fuser::SessionUnmounter>>,
+    unmounter: Arc<Mutex<Option<fuser::SessionUnmounter>>>,
     mountpoint: PathBuf,
 ) {
     let spawned = std::thread::Builder::new()
@@ -306,10 +312,14 @@ fn spawn_signal_thread(
                 if rc != 0 {
                     continue;
                 }
-                eprintln!("ects: unmounting {} …", mountpoint.display());
                 let mut u = unmounter
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(u) = u.as_mut() else {
+                    eprintln!("ects: interrupted before the drive was mounted");
+                    std::process::exit(130);
+                };
+                eprintln!("ects: unmounting {} …", mountpoint.display());
                 if let Err(e) = u.unmount() {
                     eprintln!(
                         "ects: could not unmount {}: {e}; close the programs using it, \

@@ -91,6 +91,20 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
     })
 }
 
+/// The process (thread group) a request comes from: FUSE reports the calling thread.
+/// `None` when it cannot be told (the thread is gone, another pid namespace).
+fn process_of(req: &Request) -> Option<u32> {
+    let pid = req.pid();
+    if pid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 impl FuseDrive {
     /// `allow_passthrough`: try kernel passthrough when the kernel offers it. `report`
     /// learns the mode chosen once the kernel has connected.
@@ -334,8 +348,8 @@ impl Filesystem for FuseDrive {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let opened = match self.drive.open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let opened = match self.drive.open(ino.0, flags.0, process_of(req)) {
             Ok(o) => o,
             Err(e) => return reply.error(errno(e)),
         };
@@ -352,7 +366,7 @@ impl Filesystem for FuseDrive {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -360,7 +374,10 @@ impl Filesystem for FuseDrive {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let (entry, opened) = match self.drive.create(parent.0, name, mode, flags) {
+        let (entry, opened) = match self
+            .drive
+            .create(parent.0, name, mode, flags, process_of(req))
+        {
             Ok(x) => x,
             Err(e) => return reply.error(errno(e)),
         };
@@ -420,13 +437,14 @@ impl Filesystem for FuseDrive {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.drive.flush(fh.0) {
+        tracing::trace!(ino = _ino.0, fh = fh.0, "flush");
+        match self.drive.flush(fh.0, process_of(req)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
@@ -442,6 +460,7 @@ impl Filesystem for FuseDrive {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        tracing::trace!(ino = _ino.0, fh = fh.0, "release");
         let result = self.drive.release(fh.0);
         lock(&self.backing_by_fh).remove(&fh.0);
         match result {

@@ -192,6 +192,8 @@ struct Handle {
     ino: Ino,
     kind: HandleKind,
     writable: bool,
+    /// The process that opened it, when the platform can tell.
+    owner: Option<u32>,
     /// Closed at least once (FUSE `flush`): no longer counted as an open writer.
     flushed: AtomicBool,
 }
@@ -752,7 +754,7 @@ impl Drive {
         Ok((file, writable))
     }
 
-    fn add_handle(&self, ino: Ino, kind: HandleKind, writable: bool) -> Fh {
+    fn add_handle(&self, ino: Ino, kind: HandleKind, writable: bool, owner: Option<u32>) -> Fh {
         let fh = self.new_fh();
         {
             let mut t = lock(&self.nodes);
@@ -775,13 +777,15 @@ impl Drive {
                 ino,
                 kind,
                 writable,
+                owner,
                 flushed: AtomicBool::new(false),
             }),
         );
         fh
     }
 
-    pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+    /// Opens a node. `owner` is the opening process (see [`Drive::flush`]).
+    pub fn open(&self, ino: Ino, flags: i32, owner: Option<u32>) -> Result<Opened> {
         let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let t = lock(&self.nodes);
         let kind = Self::kind_of(&t, ino)?;
@@ -791,7 +795,7 @@ impl Drive {
                 drop(t);
                 let (file, writable) = self.open_backing(&path, flags)?;
                 let file = Arc::new(file);
-                let fh = self.add_handle(ino, HandleKind::Backing(file.clone()), writable);
+                let fh = self.add_handle(ino, HandleKind::Backing(file.clone()), writable, owner);
                 Ok(Opened {
                     fh,
                     backing: Some(file),
@@ -807,7 +811,7 @@ impl Drive {
                     tracing::warn!(%path, error = %e, "cannot fetch a stored version");
                     DriveError::EIO
                 })?;
-                let fh = self.add_handle(ino, HandleKind::Version(file), false);
+                let fh = self.add_handle(ino, HandleKind::Version(file), false, owner);
                 Ok(Opened {
                     fh,
                     backing: None,
@@ -820,7 +824,7 @@ impl Drive {
                     return Err(DriveError::EROFS);
                 }
                 let text = self.status_text().into_bytes();
-                let fh = self.add_handle(ino, HandleKind::Status(text), false);
+                let fh = self.add_handle(ino, HandleKind::Status(text), false, owner);
                 Ok(Opened {
                     fh,
                     backing: None,
@@ -837,6 +841,7 @@ impl Drive {
         name: &OsStr,
         mode: u32,
         flags: i32,
+        owner: Option<u32>,
     ) -> Result<(Entry, Opened)> {
         let mut t = lock(&self.nodes);
         if is_reserved(parent, name) {
@@ -854,7 +859,12 @@ impl Drive {
         drop(t);
         let (file, writable) = self.open_backing(&path, flags)?;
         let file = Arc::new(file);
-        let fh = self.add_handle(entry.attr.ino, HandleKind::Backing(file.clone()), writable);
+        let fh = self.add_handle(
+            entry.attr.ino,
+            HandleKind::Backing(file.clone()),
+            writable,
+            owner,
+        );
         Ok((
             entry,
             Opened {
@@ -904,8 +914,18 @@ impl Drive {
     }
 
     /// A `close()` of a descriptor of this handle: the moment a version is taken (rule a).
-    pub fn flush(&self, fh: Fh) -> Result<()> {
+    ///
+    /// `closer` is the process closing it. A close by another process than the opener is
+    /// a copy of the descriptor going away (a child inherited it across `fork` and is now
+    /// `exec`ing or exiting) while the opener may still write: it is left to the opener's
+    /// own close, or to the release.
+    pub fn flush(&self, fh: Fh, closer: Option<u32>) -> Result<()> {
         let h = self.handle(fh)?;
+        if let (Some(owner), Some(closer)) = (h.owner, closer)
+            && owner != closer
+        {
+            return Ok(());
+        }
         if h.writable && !h.flushed.swap(true, Ordering::AcqRel) {
             if let Some(n) = lock(&self.nodes).get_mut(h.ino) {
                 n.writers = n.writers.saturating_sub(1);

@@ -102,7 +102,7 @@ impl Fixture {
     fn create(&self, parent: Ino, name: &str) -> (Ino, Fh) {
         let (e, o) = self
             .drive
-            .create(parent, OsStr::new(name), 0o644, W)
+            .create(parent, OsStr::new(name), 0o644, W, Some(1))
             .unwrap();
         (e.attr.ino, o.fh)
     }
@@ -114,7 +114,7 @@ impl Fixture {
     }
     /// close(): flush then release, as the kernel does for the last descriptor.
     fn close(&self, fh: Fh) {
-        self.drive.flush(fh).unwrap();
+        self.drive.flush(fh, Some(1)).unwrap();
         self.drive.release(fh).unwrap();
     }
     fn save(&self, parent: Ino, name: &str, data: &[u8]) -> Ino {
@@ -141,13 +141,13 @@ fn a_version_is_taken_when_the_writer_closes() {
     let ino = f.save(ROOT, "essay.txt", b"draft 1");
     assert_eq!(f.taken(), vec![v("essay.txt", b"draft 1")]);
     // Opening and closing again without a change takes nothing.
-    let o = f.drive.open(ino, RW).unwrap();
+    let o = f.drive.open(ino, RW, Some(1)).unwrap();
     f.close(o.fh);
-    let o = f.drive.open(ino, libc::O_RDONLY).unwrap();
+    let o = f.drive.open(ino, libc::O_RDONLY, Some(1)).unwrap();
     f.close(o.fh);
     assert_eq!(f.taken().len(), 1);
     // An append is a new version.
-    let o = f.drive.open(ino, W | libc::O_APPEND).unwrap();
+    let o = f.drive.open(ino, W | libc::O_APPEND, Some(1)).unwrap();
     f.write(o.fh, 7, b"+");
     f.close(o.fh);
     assert_eq!(f.taken()[1], v("essay.txt", b"draft 1+"));
@@ -158,10 +158,10 @@ fn bytes_written_after_the_close_never_leak_into_the_version() {
     let f = fixture();
     let (ino, fh) = f.create(ROOT, "a.txt");
     f.write(fh, 0, b"one");
-    f.drive.flush(fh).unwrap();
+    f.drive.flush(fh, Some(1)).unwrap();
     // The next open for writing comes before the first release (the kernel sends
     // releases in the background).
-    let o = f.drive.open(ino, W).unwrap();
+    let o = f.drive.open(ino, W, Some(1)).unwrap();
     f.write(o.fh, 0, b"two");
     f.drive.release(fh).unwrap();
     f.close(o.fh);
@@ -169,10 +169,23 @@ fn bytes_written_after_the_close_never_leak_into_the_version() {
 }
 
 #[test]
+fn a_forked_child_closing_its_copy_takes_no_version() {
+    let f = fixture();
+    let (_, fh) = f.create(ROOT, "big.log");
+    f.write(fh, 0, b"half");
+    // A child process inherited the descriptor and closes it (exec, exit).
+    f.drive.flush(fh, Some(999)).unwrap();
+    assert!(f.taken().is_empty());
+    f.write(fh, 4, b" and the rest");
+    f.close(fh);
+    assert_eq!(f.taken(), vec![v("big.log", b"half and the rest")]);
+}
+
+#[test]
 fn two_writers_make_one_version_at_the_last_close() {
     let f = fixture();
     let (ino, h1) = f.create(ROOT, "shared.txt");
-    let h2 = f.drive.open(ino, W).unwrap().fh;
+    let h2 = f.drive.open(ino, W, Some(1)).unwrap().fh;
     f.write(h1, 0, b"aaaa");
     f.write(h2, 4, b"bbbb");
     f.close(h1);
@@ -188,7 +201,7 @@ fn shell_redirect_dup_close_takes_no_empty_version() {
     let ino = f.lookup(ROOT, "log.txt").unwrap().attr.ino;
     // `echo new > log.txt`: open, truncate through the handle, close the original
     // descriptor (dup2'ed to stdout), write, close stdout.
-    let fh = f.drive.open(ino, W).unwrap().fh;
+    let fh = f.drive.open(ino, W, Some(1)).unwrap().fh;
     f.drive
         .setattr(
             ino,
@@ -199,9 +212,9 @@ fn shell_redirect_dup_close_takes_no_empty_version() {
             },
         )
         .unwrap();
-    f.drive.flush(fh).unwrap();
+    f.drive.flush(fh, Some(1)).unwrap();
     f.write(fh, 0, b"new\n");
-    f.drive.flush(fh).unwrap();
+    f.drive.flush(fh, Some(1)).unwrap();
     f.drive.release(fh).unwrap();
     assert_eq!(
         f.taken(),
@@ -213,7 +226,7 @@ fn shell_redirect_dup_close_takes_no_empty_version() {
 fn an_empty_file_gets_its_version_at_release() {
     let f = fixture();
     let (_, fh) = f.create(ROOT, "empty.txt");
-    f.drive.flush(fh).unwrap();
+    f.drive.flush(fh, Some(1)).unwrap();
     assert!(f.taken().is_empty());
     f.drive.release(fh).unwrap();
     assert_eq!(f.taken(), vec![v("empty.txt", b"")]);
@@ -283,7 +296,7 @@ fn truncate_by_path_takes_a_version_only_outside_a_handle() {
         .unwrap();
     assert_eq!(f.taken()[1], v("t.txt", b"0123"));
     // With a writer open, the version waits for its close.
-    let fh = f.drive.open(ino, W).unwrap().fh;
+    let fh = f.drive.open(ino, W, Some(1)).unwrap().fh;
     f.drive
         .setattr(
             ino,
@@ -379,7 +392,7 @@ fn versions_tree_lists_and_reads_every_version() {
         .attr
         .ino;
     let ino = f.save(d, "r.md", b"one");
-    let o = f.drive.open(ino, W).unwrap();
+    let o = f.drive.open(ino, W, Some(1)).unwrap();
     f.write(o.fh, 0, b"two");
     f.close(o.fh);
     f.drive.unlink(d, OsStr::new("r.md")).unwrap();
@@ -409,7 +422,7 @@ fn versions_tree_lists_and_reads_every_version() {
         let e = f.lookup(vfile, &name).unwrap();
         assert_eq!(e.attr.size, info.size);
         assert_eq!(e.attr.mtime, SystemTime::from(info.stored_at));
-        let o = f.drive.open(e.attr.ino, libc::O_RDONLY).unwrap();
+        let o = f.drive.open(e.attr.ino, libc::O_RDONLY, Some(1)).unwrap();
         contents.push(f.drive.read(o.fh, 0, 100).unwrap());
         f.close(o.fh);
     }
@@ -430,10 +443,10 @@ fn every_change_inside_versions_is_refused_with_erofs() {
     let name = version_name(&RelPath::parse("a.txt").unwrap(), info);
     let ver = f.lookup(vfile, &name).unwrap().attr.ino;
     let erofs = Err(DriveError::EROFS);
-    assert_eq!(f.drive.open(ver, W).map(|_| ()), erofs);
+    assert_eq!(f.drive.open(ver, W, Some(1)).map(|_| ()), erofs);
     assert_eq!(
         f.drive
-            .open(ver, libc::O_RDONLY | libc::O_TRUNC)
+            .open(ver, libc::O_RDONLY | libc::O_TRUNC, Some(1))
             .map(|_| ()),
         erofs
     );
@@ -451,7 +464,9 @@ fn every_change_inside_versions_is_refused_with_erofs() {
         erofs
     );
     assert_eq!(
-        f.drive.create(vfile, OsStr::new("x"), 0o644, W).map(|_| ()),
+        f.drive
+            .create(vfile, OsStr::new("x"), 0o644, W, Some(1))
+            .map(|_| ()),
         erofs
     );
     assert_eq!(
@@ -479,7 +494,7 @@ fn every_change_inside_versions_is_refused_with_erofs() {
     );
     assert_eq!(f.drive.setxattr(ver, OsStr::new("user.x"), b"1", 0), erofs);
     let status = f.lookup(ROOT, STATUS_FILE).unwrap().attr.ino;
-    assert_eq!(f.drive.open(status, RW).map(|_| ()), erofs);
+    assert_eq!(f.drive.open(status, RW, Some(1)).map(|_| ()), erofs);
     // Nothing changed.
     assert_eq!(
         f.store
@@ -495,7 +510,7 @@ fn every_change_inside_versions_is_refused_with_erofs() {
 fn status_file_reads_what_the_sink_reports() {
     let f = fixture();
     let e = f.lookup(ROOT, STATUS_FILE).unwrap();
-    let o = f.drive.open(e.attr.ino, libc::O_RDONLY).unwrap();
+    let o = f.drive.open(e.attr.ino, libc::O_RDONLY, Some(1)).unwrap();
     assert!(o.direct_io);
     let text = f.drive.read(o.fh, 0, 4096).unwrap();
     assert_eq!(text, b"recorder\n");

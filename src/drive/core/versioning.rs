@@ -183,7 +183,7 @@ impl Versioning {
         }
         match self.sink.capture(&path, &full) {
             Ok(sha256) => {
-                tracing::debug!(%path, %sha256, "version taken");
+                tracing::debug!(%path, %sha256, size = meta.len(), "version taken");
                 lock(&self.index).insert(
                     path,
                     Taken {
