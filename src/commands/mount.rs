@@ -36,8 +36,9 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
     // Before any thread starts, so that only the signal thread ever sees them.
     let signals = block_signals();
-    let unmounter: Arc<Mutex<Option<fuser::SessionUnmounter>>> = Arc::default();
-    spawn_signal_thread(signals, unmounter.clone(), mountpoint.clone());
+    let mounted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let force: Arc<Mutex<Option<ForceExit>>> = Arc::default();
+    spawn_signal_thread(signals, mounted.clone(), force.clone(), mountpoint.clone());
 
     let store: Arc<dyn Store> = Arc::new(
         FsStore::open(&args.data)
@@ -93,14 +94,34 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(4),
     );
     config.clone_fd = true;
-    let mut session = fuser::Session::new(fs, &mountpoint, &config)
+    let session = fuser::Session::new(fs, &mountpoint, &config)
         .with_context(|| format!("mounting the drive on {}", mountpoint.display()))?;
-    *unmounter
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session.unmount_callable());
+    mounted.store(true, std::sync::atomic::Ordering::SeqCst);
     let mode = mode_rx
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or(IoMode::Plain);
+    *force
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some({
+        let drive = drive.clone();
+        let abort = fuse_connection(&mountpoint);
+        let timeout = Duration::from_secs(args.drain_timeout);
+        Box::new(move || {
+            // Abort the kernel connection so the session ends normally, or else leave
+            // now: the kernel cuts off open files when this process exits.
+            if let Some(abort) = abort
+                && fs::write(&abort, b"1").is_ok()
+            {
+                return;
+            }
+            if let Err(e) = drive.save_index() {
+                tracing::warn!(error = %e, "could not save the drive's index");
+            }
+            let left = drive.sink().drain(timeout);
+            println!("ects: unmounted by force; {left} version(s) left in the spool");
+            std::process::exit(1);
+        })
+    });
 
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let saver = {
@@ -249,6 +270,21 @@ fn check_mountpoint(mp: &Path) -> anyhow::Result<PathBuf> {
     Ok(abs)
 }
 
+/// The kernel's control file that aborts this mount's FUSE connection. Read from
+/// mountinfo: a `stat` of our own mountpoint would wait for the session we are about
+/// to run.
+fn fuse_connection(mountpoint: &Path) -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mountpoint.to_string_lossy();
+    let dev = info.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        (fields.len() > 4 && unescape_mountinfo(fields[4]) == want).then(|| fields[2].to_owned())
+    })?;
+    let minor = dev.split(':').nth(1)?;
+    let abort = PathBuf::from(format!("/sys/fs/fuse/connections/{minor}/abort"));
+    abort.exists().then_some(abort)
+}
+
 /// Whether `path` appears as a mount point in /proc/self/mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
@@ -279,6 +315,54 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Unmounts; lazily (detached now, gone when the last open file closes) if files are
+/// still open. Returns whether it had to be lazy.
+fn unmount(mountpoint: &Path) -> std::io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(false);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EBUSY) => {
+            // SAFETY: a valid C string.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+                Ok(true)
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }
+        Some(libc::EPERM) => {
+            // Not root: the setuid helper may unmount what we mounted.
+            let fusermount = |lazy: bool| {
+                let mut cmd = std::process::Command::new("fusermount3");
+                cmd.arg("-u").arg("-q");
+                if lazy {
+                    cmd.arg("-z");
+                }
+                cmd.arg("--").arg(mountpoint);
+                cmd.stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if fusermount(false) {
+                Ok(false)
+            } else if fusermount(true) {
+                Ok(true)
+            } else {
+                Err(err)
+            }
+        }
+        _ => Err(err),
+    }
+}
+
+/// What a second Ctrl-C does: end the drive although files are still open.
+type ForceExit = Box<dyn FnOnce() + Send>;
+
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread started after, so
 /// only the signal thread receives them.
 fn block_signals() -> libc::sigset_t {
@@ -297,14 +381,19 @@ fn block_signals() -> libc::sigset_t {
 /// Waits for Ctrl-C / SIGTERM / SIGHUP and unmounts, which ends the session loop.
 /// Before the drive is mounted, a signal simply ends the process: nothing is lost, the
 /// next mount's reconcile takes what was not stored yet.
+///
+/// The unmount is lazy: programs that still have files open keep them until they close
+/// them, and the drive keeps serving them. A second signal cuts them off.
 fn spawn_signal_thread(
     set: libc::sigset_t,
-    unmounter: Arc<Mutex<Option<fuser::SessionUnmounter>>>,
+    mounted: Arc<std::sync::atomic::AtomicBool>,
+    force: Arc<Mutex<Option<ForceExit>>>,
     mountpoint: PathBuf,
 ) {
     let spawned = std::thread::Builder::new()
         .name("ects-signals".into())
         .spawn(move || {
+            let mut unmounted = false;
             loop {
                 let mut sig: libc::c_int = 0;
                 // SAFETY: waits on a valid, blocked signal set.
@@ -312,21 +401,35 @@ fn spawn_signal_thread(
                 if rc != 0 {
                     continue;
                 }
-                let mut u = unmounter
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Some(u) = u.as_mut() else {
+                if !mounted.load(std::sync::atomic::Ordering::SeqCst) {
                     eprintln!("ects: interrupted before the drive was mounted");
                     std::process::exit(130);
-                };
+                }
+                if unmounted {
+                    let action = force
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    if let Some(action) = action {
+                        eprintln!("ects: cutting off the files still open on the drive");
+                        action();
+                    }
+                    continue;
+                }
+                unmounted = true;
                 eprintln!("ects: unmounting {} …", mountpoint.display());
-                if let Err(e) = u.unmount() {
-                    eprintln!(
+                match unmount(&mountpoint) {
+                    Ok(false) => {}
+                    Ok(true) => eprintln!(
+                        "ects: files are still open on the drive; the programs using them \
+                         keep them until they close them (press Ctrl-C again to cut them off)"
+                    ),
+                    Err(e) => eprintln!(
                         "ects: could not unmount {}: {e}; close the programs using it, \
                          or run `fusermount3 -u -z {}`",
                         mountpoint.display(),
                         mountpoint.display()
-                    );
+                    ),
                 }
             }
         });

@@ -62,6 +62,7 @@ impl Place {
         let child = cmd.spawn().unwrap();
         let mut m = Mounted {
             child: Some(child),
+            keep_mount: false,
             mnt,
             data: self.data(),
         };
@@ -151,6 +152,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 /// A running drive. Dropping it unmounts and kills the process.
 pub struct Mounted {
     child: Option<Child>,
+    keep_mount: bool,
     pub mnt: PathBuf,
     pub data: PathBuf,
 }
@@ -214,7 +216,7 @@ impl Mounted {
         child.kill().unwrap();
         child.wait().unwrap();
         // Leave the stale mount for the caller's guard to clean up.
-        self.child = None;
+        self.keep_mount = true;
     }
 }
 
@@ -239,7 +241,7 @@ fn wait_child(child: &mut Child) -> (ExitStatus, String) {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
+        if !self.keep_mount && is_mounted(&self.mnt) {
             let _ = Command::new("fusermount3")
                 .arg("-u")
                 .arg("-z")

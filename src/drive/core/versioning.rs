@@ -30,8 +30,9 @@ use crate::store::Digest;
 pub struct Fingerprint {
     pub ino: u64,
     pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
+    /// Seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
 }
 
 impl Fingerprint {
@@ -39,8 +40,8 @@ impl Fingerprint {
         Self {
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
 }
