@@ -145,6 +145,10 @@ pub struct BackupArgs {
     pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Folder for the upload spool and the hash cache (default: per server+user under
+    /// the cache dir). Versions a killed run left there are sent by the next run.
+    #[arg(long, env = "ECTS_CACHE")]
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,1 +1,465 @@
-//! User records and password checks. Not built yet.
+//! User records and password checks.
+//!
+//! Users live in `<data>/users.toml` (mode 0600): name, role, an argon2id PHC string
+//! (its own random salt per user) and a disabled flag. `ects user …` edits the file
+//! under a lock and replaces it atomically; a running server notices the change on the
+//! next request, so no restart is needed.
+//!
+//! Argon2 is slow on purpose (tens of milliseconds). Clients authenticate every request
+//! with HTTP Basic, so after one successful check the server remembers a keyed hash of
+//! the credentials (key: random per process, never stored) and answers repeats without
+//! argon2. Any change to users.toml clears that memory.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::SystemTime;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::names::{NameError, UserName};
+
+/// Longest password accepted, in bytes (argon2 takes any length; this bounds work).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads and writes only their own namespace.
+    Student,
+    /// Reads every namespace, writes their own.
+    Teacher,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Student => "student",
+            Role::Teacher => "teacher",
+        })
+    }
+}
+
+/// A user as the rest of the program sees it (no password material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: UserName,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    name: String,
+    role: Role,
+    password_hash: String,
+    #[serde(default)]
+    disabled: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UsersFile {
+    #[serde(default, rename = "user")]
+    users: Vec<Record>,
+}
+
+/// The answer to a sign-in attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Ok(User),
+    UnknownUser,
+    WrongPassword,
+    Disabled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("user {0} already exists")]
+    Exists(String),
+    #[error("no user named {0}")]
+    NotFound(String),
+    #[error("the password is empty")]
+    EmptyPassword,
+    #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
+    PasswordTooLong,
+    #[error("{path} is not a valid users file: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("reading or writing {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// The user database of one data folder.
+pub struct UserDb {
+    path: PathBuf,
+    lock_path: PathBuf,
+    loaded: RwLock<Loaded>,
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    key: [u8; 32],
+}
+
+#[derive(Default)]
+struct Loaded {
+    stamp: Option<Stamp>,
+    users: Vec<Record>,
+}
+
+/// Identifies one state of users.toml on disk, to notice edits by other processes.
+type Stamp = (SystemTime, u64, u64);
+
+impl UserDb {
+    /// Opens the user database of `data` (the file need not exist yet).
+    pub fn open(data: &Path) -> Result<Self, UsersError> {
+        let db = Self {
+            path: data.join("users.toml"),
+            lock_path: data.join("users.lock"),
+            loaded: RwLock::default(),
+            verified: Mutex::default(),
+            key: rand::random(),
+        };
+        db.refresh()?;
+        Ok(db)
+    }
+
+    /// Every user, sorted by name.
+    pub fn list(&self) -> Result<Vec<User>, UsersError> {
+        self.refresh()?;
+        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let mut users: Vec<User> = loaded.users.iter().filter_map(to_user).collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, UsersError> {
+        Ok(self.list()?.is_empty())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<User>, UsersError> {
+        self.refresh()?;
+        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        Ok(loaded
+            .users
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(to_user))
+    }
+
+    /// Checks a name and password. Blocking (argon2 on a cache miss): call it from a
+    /// blocking thread in async code.
+    pub fn authenticate(&self, name: &str, password: &str) -> Result<Auth, UsersError> {
+        self.refresh()?;
+        let record = {
+            let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+            loaded.users.iter().find(|r| r.name == name).cloned()
+        };
+        let Some(record) = record else {
+            return Ok(Auth::UnknownUser);
+        };
+        let Some(user) = to_user(&record) else {
+            return Ok(Auth::UnknownUser);
+        };
+        let tag = self.tag(name, password);
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|t| *t == tag);
+        if !cached {
+            if password.len() > MAX_PASSWORD_BYTES || !verify(&record.password_hash, password) {
+                return Ok(Auth::WrongPassword);
+            }
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_owned(), tag);
+        }
+        if user.disabled {
+            return Ok(Auth::Disabled);
+        }
+        Ok(Auth::Ok(user))
+    }
+
+    /// Adds a user. Fails if the name is taken.
+    pub fn add(&self, name: &UserName, role: Role, password: &str) -> Result<User, UsersError> {
+        let hash = hash_password(password)?;
+        self.edit(|file| {
+            if file.users.iter().any(|r| r.name == name.as_str()) {
+                return Err(UsersError::Exists(name.to_string()));
+            }
+            file.users.push(Record {
+                name: name.to_string(),
+                role,
+                password_hash: hash,
+                disabled: false,
+            });
+            Ok(())
+        })?;
+        Ok(User {
+            name: name.clone(),
+            role,
+            disabled: false,
+        })
+    }
+
+    /// Registration (`--allow-registration`): the first sign-in with an unknown name
+    /// claims it as a student.
+    pub fn register(&self, name: &UserName, password: &str) -> Result<User, UsersError> {
+        self.add(name, Role::Student, password)
+    }
+
+    /// Sets a new password and enables the user again.
+    pub fn passwd(&self, name: &UserName, password: &str) -> Result<(), UsersError> {
+        let hash = hash_password(password)?;
+        self.edit(|file| {
+            let record = find_mut(file, name)?;
+            record.password_hash = hash;
+            record.disabled = false;
+            Ok(())
+        })
+    }
+
+    /// Stops a user from signing in. Their stored work stays.
+    pub fn disable(&self, name: &UserName) -> Result<(), UsersError> {
+        self.edit(|file| {
+            find_mut(file, name)?.disabled = true;
+            Ok(())
+        })
+    }
+
+    fn tag(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    fn io_err(&self, path: &Path) -> impl FnOnce(io::Error) -> UsersError {
+        let path = path.display().to_string();
+        move |source| UsersError::Io { path, source }
+    }
+
+    /// Re-reads users.toml if it changed since it was last read.
+    fn refresh(&self) -> Result<(), UsersError> {
+        let stamp = match fs::metadata(&self.path) {
+            Ok(m) => Some(stamp_of(&m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io_err(&self.path)(e)),
+        };
+        if self.loaded.read().unwrap_or_else(|e| e.into_inner()).stamp == stamp && stamp.is_some() {
+            return Ok(());
+        }
+        let users = self.read_file()?.users;
+        let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+        *loaded = Loaded { stamp, users };
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    fn read_file(&self) -> Result<UsersFile, UsersError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(UsersFile::default()),
+            Err(e) => return Err(self.io_err(&self.path)(e)),
+        };
+        toml::from_str(&text).map_err(|e| UsersError::Corrupt {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Read-modify-write under an exclusive lock, replacing the file atomically.
+    fn edit(
+        &self,
+        change: impl FnOnce(&mut UsersFile) -> Result<(), UsersError>,
+    ) -> Result<(), UsersError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(self.io_err(dir))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(self.io_err(&self.lock_path))?;
+        lock.lock().map_err(self.io_err(&self.lock_path))?;
+        let mut file = self.read_file()?;
+        change(&mut file)?;
+        let text = toml::to_string(&file).map_err(|e| UsersError::Hash(e.to_string()))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".users.toml.")
+            .tempfile_in(dir)
+            .map_err(self.io_err(dir))?;
+        tmp.write_all(text.as_bytes())
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(self.io_err(tmp.path()))?;
+        // tempfile creates files with mode 0600 already: hashes stay private.
+        tmp.persist(&self.path)
+            .map_err(|e| self.io_err(&self.path)(e.error))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io_err(dir))?;
+        drop(lock);
+        self.refresh()
+    }
+}
+
+fn to_user(r: &Record) -> Option<User> {
+    Some(User {
+        name: UserName::parse(&r.name).ok()?,
+        role: r.role,
+        disabled: r.disabled,
+    })
+}
+
+fn find_mut<'a>(file: &'a mut UsersFile, name: &UserName) -> Result<&'a mut Record, UsersError> {
+    file.users
+        .iter_mut()
+        .find(|r| r.name == name.as_str())
+        .ok_or_else(|| UsersError::NotFound(name.to_string()))
+}
+
+fn stamp_of(m: &fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        m.len(),
+        m.ino(),
+    )
+}
+
+/// Hashes a password with argon2id and a fresh random salt (PHC string format).
+pub fn hash_password(password: &str) -> Result<String, UsersError> {
+    if password.is_empty() {
+        return Err(UsersError::EmptyPassword);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(UsersError::PasswordTooLong);
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| UsersError::Hash(e.to_string()))
+}
+
+fn verify(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> UserName {
+        UserName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn add_authenticate_passwd_disable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        assert!(db.is_empty().unwrap());
+        db.add(&name("asdf"), Role::Student, "pw1").unwrap();
+        db.add(&name("teach"), Role::Teacher, "pw2").unwrap();
+        assert!(matches!(
+            db.add(&name("asdf"), Role::Student, "x"),
+            Err(UsersError::Exists(_))
+        ));
+        assert!(
+            matches!(db.authenticate("asdf", "pw1").unwrap(), Auth::Ok(u) if u.role == Role::Student)
+        );
+        // Cached path gives the same answers.
+        assert!(matches!(
+            db.authenticate("asdf", "pw1").unwrap(),
+            Auth::Ok(_)
+        ));
+        assert_eq!(db.authenticate("asdf", "pw2").unwrap(), Auth::WrongPassword);
+        assert_eq!(db.authenticate("nobody", "pw1").unwrap(), Auth::UnknownUser);
+
+        // Another process (a second UserDb) changes the file: this one notices.
+        let other = UserDb::open(dir.path()).unwrap();
+        other.passwd(&name("asdf"), "new").unwrap();
+        assert_eq!(db.authenticate("asdf", "pw1").unwrap(), Auth::WrongPassword);
+        assert!(matches!(
+            db.authenticate("asdf", "new").unwrap(),
+            Auth::Ok(_)
+        ));
+        other.disable(&name("asdf")).unwrap();
+        assert_eq!(db.authenticate("asdf", "new").unwrap(), Auth::Disabled);
+        assert!(matches!(
+            db.disable(&name("ghost")),
+            Err(UsersError::NotFound(_))
+        ));
+
+        let listed = db.list().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[0].disabled);
+        assert_eq!(listed[1].role, Role::Teacher);
+    }
+
+    #[test]
+    fn file_keeps_no_plaintext_and_salts_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        db.add(&name("a"), Role::Student, "same-secret").unwrap();
+        db.add(&name("b"), Role::Student, "same-secret").unwrap();
+        let text = fs::read_to_string(dir.path().join("users.toml")).unwrap();
+        assert!(!text.contains("same-secret"));
+        let hashes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("password_hash"))
+            .collect();
+        assert_eq!(hashes.len(), 2);
+        assert!(hashes.iter().all(|h| h.contains("$argon2id$")));
+        assert_ne!(hashes[0], hashes[1]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("users.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "users.toml must not be readable by others");
+    }
+
+    #[test]
+    fn bad_passwords_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        assert!(matches!(
+            db.add(&name("a"), Role::Student, ""),
+            Err(UsersError::EmptyPassword)
+        ));
+        let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(matches!(
+            db.add(&name("a"), Role::Student, &long),
+            Err(UsersError::PasswordTooLong)
+        ));
+        assert!(db.is_empty().unwrap());
+        assert!(!dir.path().join("users.toml").exists());
+    }
+
+    #[test]
+    fn corrupt_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("users.toml"), "[[user]]\nname = 3\n").unwrap();
+        let err = UserDb::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("not a valid users file"), "{err}");
+    }
+}

@@ -1,1 +1,28 @@
-//! The API client, the durable upload spool and the client commands. Not built yet.
+//! The client side of ects: the HTTP API client ([`Remote`], [`HttpUploader`]), the
+//! durable upload [`Spool`] the drive and `ects backup` send every version through,
+//! the ignored-names matcher, and the `backup` engine.
+//!
+//! Everything here is blocking on purpose: the drive calls it from FUSE worker threads
+//! and the commands are plain `main` code. The HTTP client owns a small tokio runtime.
+
+pub mod backup;
+mod config;
+mod errors;
+mod http;
+pub mod ignore;
+mod remote;
+pub mod spool;
+mod upload;
+
+#[cfg(test)]
+mod mock_tests;
+
+pub use config::{ConnectConfig, default_cache_dir, spool_dir};
+pub use errors::ClientError;
+pub use ignore::is_ignored;
+pub use remote::Remote;
+pub use spool::{
+    FailedUpload, Outcome, OutcomeKind, Spool, SpoolError, SpoolEvent, SpoolOptions, SpoolStatus,
+    render_status,
+};
+pub use upload::{HttpUploader, StoreUploader, UploadError, Uploader};

@@ -1,7 +1,219 @@
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::RestoreArgs;
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Utc};
 
-pub fn restore(_args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("restore")
+use crate::cli::RestoreArgs;
+use crate::client::spool::human_bytes;
+use crate::client::{ConnectConfig, Remote};
+use crate::names::RelPath;
+use crate::store::VersionInfo;
+
+/// `ects restore PATH [--sha256 H | --at TIME] [-o OUT] [--force]`. Writes to a temp file
+/// beside OUT and renames it into place only once the download is complete and its hash
+/// checked, so a failure leaves nothing behind; never replaces a file without --force.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let path = RelPath::parse(args.path.trim_start_matches("./"))
+        .map_err(|e| anyhow!("{:?} is not a path in your backup: {e}", args.path))?;
+    let at = args.at.as_deref().map(parse_time).transpose()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(path.file_name()));
+    let to_stdout = out.as_os_str() == "-";
+    if !to_stdout && !args.force && out.symlink_metadata().is_ok() {
+        bail!(
+            "{} already exists; use --force to replace it, or -o to write somewhere else",
+            out.display()
+        );
+    }
+    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let remote = Remote::connect(&cfg)?;
+    let list = remote.versions(&path)?;
+    if list.is_empty() {
+        bail!(
+            "no versions of {path} are stored for {} at {}",
+            cfg.user,
+            cfg.server
+        );
+    }
+    let version = choose(&list, args.sha256.as_deref(), at, &path)?;
+    if to_stdout {
+        let stdout = std::io::stdout();
+        let mut w = BufWriter::new(stdout.lock());
+        remote.fetch(&path, &version.sha256, &mut w)?;
+        w.flush().context("writing to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_atomically(&remote, &path, version, &out, args.force)?;
+    eprintln!(
+        "restored {path} ({}, {}, stored {}) to {}",
+        version.sha256.short(),
+        human_bytes(version.size),
+        version
+            .stored_at
+            .with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S"),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_atomically(
+    remote: &Remote,
+    path: &RelPath,
+    version: &VersionInfo,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".ects-restore-")
+        .tempfile_in(parent)
+        .with_context(|| format!("cannot create a file in {}", parent.display()))?;
+    {
+        let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        remote.fetch(path, &version.sha256, &mut w)?;
+        w.flush()
+            .with_context(|| format!("writing into {}", parent.display()))?;
+    }
+    let file = tmp.as_file();
+    file.sync_all()
+        .with_context(|| format!("writing into {}", parent.display()))?;
+    let _ = file.set_modified(version.stored_at.into());
+    let persisted = if force {
+        tmp.persist(out).map(|_| ())
+    } else {
+        // Link-based: fails instead of replacing a file that appeared meanwhile.
+        tmp.persist_noclobber(out).map(|_| ())
+    };
+    persisted.map_err(|e| anyhow!("cannot write {}: {}", out.display(), e.error))
+}
+
+/// The version asked for: by hash (full or a unique prefix), by time, or the newest.
+fn choose<'a>(
+    list: &'a [VersionInfo],
+    sha: Option<&str>,
+    at: Option<DateTime<Utc>>,
+    path: &RelPath,
+) -> anyhow::Result<&'a VersionInfo> {
+    if let Some(prefix) = sha {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--sha256 {prefix:?} is not a hexadecimal hash (or the start of one)");
+        }
+        let hits: Vec<&VersionInfo> = list
+            .iter()
+            .filter(|v| v.sha256.to_hex().starts_with(&prefix))
+            .collect();
+        return match hits.as_slice() {
+            [one] => Ok(one),
+            [] => bail!(
+                "no version of {path} has a SHA-256 starting with {prefix}; see `ects versions {path}`"
+            ),
+            _ => bail!(
+                "{} versions of {path} start with {prefix}; give more digits",
+                hits.len()
+            ),
+        };
+    }
+    if let Some(at) = at {
+        return list
+            .iter()
+            .filter(|v| v.stored_at <= at)
+            .max_by_key(|v| v.stored_at)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{path} has no version stored at or before {}; the first is from {}",
+                    at.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
+                    list.iter()
+                        .map(|v| v.stored_at)
+                        .min()
+                        .unwrap_or(at)
+                        .with_timezone(&Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                )
+            });
+    }
+    list.iter()
+        .max_by_key(|v| v.stored_at)
+        .ok_or_else(|| anyhow!("no versions of {path}"))
+}
+
+/// RFC 3339, or local `YYYY-MM-DD HH:MM[:SS]`, or a local date (meaning the end of it).
+fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let naive = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+    })
+    .ok_or_else(|| {
+        anyhow!("--at {s:?}: expected a time like \"2024-05-01 14:30\", \"2024-05-01\" or RFC 3339")
+    })?;
+    naive
+        .and_local_timezone(Local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| anyhow!("--at {s:?} does not exist in the local time zone"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Digest;
+
+    fn v(n: u8, secs: i64) -> VersionInfo {
+        VersionInfo {
+            sha256: Digest::of(&[n]),
+            size: 1,
+            stored_at: DateTime::from_timestamp(secs, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn choosing() {
+        let list = [v(1, 100), v(2, 200), v(3, 300)];
+        let p = RelPath::parse("a").unwrap();
+        assert_eq!(choose(&list, None, None, &p).unwrap(), &list[2]);
+        let at = DateTime::from_timestamp(250, 0).unwrap();
+        assert_eq!(choose(&list, None, Some(at), &p).unwrap(), &list[1]);
+        let early = DateTime::from_timestamp(50, 0).unwrap();
+        assert!(choose(&list, None, Some(early), &p).is_err());
+        let full = list[0].sha256.to_hex();
+        assert_eq!(choose(&list, Some(&full), None, &p).unwrap(), &list[0]);
+        assert_eq!(
+            choose(&list, Some(&full[..8].to_uppercase()), None, &p).unwrap(),
+            &list[0]
+        );
+        assert!(choose(&list, Some("zz"), None, &p).is_err());
+        assert!(choose(&list, Some("ffffffffff"), None, &p).is_err());
+    }
+
+    #[test]
+    fn times() {
+        let t = parse_time("2024-05-01T12:00:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00+00:00");
+        assert!(parse_time("2024-05-01 14:30").is_ok());
+        let day = parse_time("2024-05-01").unwrap();
+        let noon = parse_time("2024-05-01 12:00").unwrap();
+        assert!(day > noon, "a date means the end of that day");
+        assert!(parse_time("yesterday").is_err());
+    }
 }

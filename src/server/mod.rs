@@ -1,1 +1,83 @@
-//! The HTTP server (SPEC §3). Not built yet.
+//! The HTTP server (SPEC §3): axum routes over a [`Store`] and a [`UserDb`].
+//!
+//! Every route signs the caller in and checks the namespace rules before it reads a
+//! byte of a body. Bodies stream between the network and the blocking store in
+//! chunks (never a whole file in memory). [`router`] is the whole API, usable
+//! in-process; [`serve`] runs it on a socket with optional TLS and graceful shutdown.
+
+mod auth;
+mod download;
+mod error;
+mod files;
+mod legacy;
+mod log;
+mod serve;
+mod target;
+mod upload;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use files::SHA256_HEADER;
+pub use serve::{SHUTDOWN_GRACE, serve, shutdown_signal};
+
+use crate::store::Store;
+use crate::users::UserDb;
+
+/// Size limits of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest version accepted (`--max-file-size`).
+    pub max_file_size: u64,
+    /// Bytes each user may store in all (`--quota`).
+    pub quota: Option<u64>,
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub users: Arc<UserDb>,
+    pub limits: Limits,
+    /// `--allow-registration`: an unknown name signs up as a student on first use.
+    pub allow_registration: bool,
+}
+
+/// Methods allowed on files; everything else (DELETE, PATCH, POST…) is a 405.
+const FILE_METHODS: &str = "GET, HEAD, PUT";
+const READ_METHODS: &str = "GET, HEAD";
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let refuse = |allow: &'static str| move || async move { ApiError::method_not_allowed(allow) };
+    Router::new()
+        .route(
+            "/api/v1/health",
+            get(files::health).fallback(refuse(READ_METHODS)),
+        )
+        .route(
+            "/api/v1/files/{*rest}",
+            get(files::get_file)
+                .head(files::get_file)
+                .put(files::put_file)
+                .fallback(refuse(FILE_METHODS)),
+        )
+        .route(
+            "/api/v1/versions/{*rest}",
+            get(files::versions).fallback(refuse(READ_METHODS)),
+        )
+        .route(
+            "/api/v1/tree/{*rest}",
+            get(files::tree).fallback(refuse(READ_METHODS)),
+        )
+        .route("/upload", post(legacy::upload).fallback(refuse("POST")))
+        .fallback(|| async { ApiError::not_found("no such address in the ects API") })
+        // Limits are enforced per route while streaming, against the store's limits.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(log::log_requests))
+        .with_state(state)
+}

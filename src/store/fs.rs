@@ -281,9 +281,20 @@ impl Store for FsStore {
         let target = container.join(&name);
 
         // The expensive fsync happens before taking the lock, and only when needed.
-        let already = target.exists();
-        if !already {
-            tmp.as_file().sync_data().map_err(StoreError::from_disk)?;
+        // stored_at is set (as the file's mtime) before that one fsync, so data and
+        // time become durable together.
+        let mut stored_at = None;
+        if !target.exists() {
+            let file = tmp.as_file();
+            file.set_modified(crate::store::now().into())
+                .map_err(StoreError::from_disk)?;
+            file.sync_all().map_err(StoreError::from_disk)?;
+            // Read back what the filesystem kept, so the answer equals every later listing.
+            let kept = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(StoreError::Io)?;
+            stored_at = Some(DateTime::<Utc>::from(kept));
         }
 
         let user_lock = self.user_lock(user);
@@ -294,6 +305,8 @@ impl Store for FsStore {
             .map_err(StoreError::Io)?
         {
             drop(guard);
+            // It may have been linked a moment ago by a racing upload: make sure it is
+            // durable before we, too, report it as stored.
             sync_dir(&container).map_err(StoreError::from_disk)?;
             self.journal
                 .append(user, path, &existing, false)
@@ -303,6 +316,12 @@ impl Store for FsStore {
                 created: false,
             });
         }
+        let Some(stored_at) = stored_at else {
+            // It existed a moment ago and vanished: only an admin's hand does that.
+            return Err(StoreError::Io(io::Error::other(
+                "a stored version disappeared while it was being stored again",
+            )));
+        };
         if let Some(quota) = self.quota {
             let used = self.usage(user)?;
             if used.saturating_add(staged.size) > quota {
@@ -313,17 +332,6 @@ impl Store for FsStore {
                 });
             }
         }
-        let stored_at = crate::store::now();
-        let file = tmp.as_file();
-        file.set_modified(stored_at.into())
-            .map_err(StoreError::from_disk)?;
-        file.sync_all().map_err(StoreError::from_disk)?;
-        // Read back what the filesystem kept, so the answer equals every later listing.
-        let stored_at = DateTime::<Utc>::from(
-            file.metadata()
-                .and_then(|m| m.modified())
-                .map_err(StoreError::Io)?,
-        );
         let dirty = self
             .create_container(user, path)
             .map_err(StoreError::from_disk)?;

@@ -1,0 +1,58 @@
+//! What can go wrong talking to a server, worded for the person at the keyboard: each
+//! message says which server, what failed and what to try.
+
+use crate::store::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Missing or bad settings (no server, no user, unreadable password file, bad CA file).
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "cannot reach the ects server at {server}: {reason}. Check the address (--server or ECTS_SERVER) and that the server is running"
+    )]
+    Unreachable { server: String, reason: String },
+    #[error(
+        "the ects server at {server} refused user {user:?}: wrong user name or password (check --user / ECTS_USER and the password)"
+    )]
+    Auth { server: String, user: String },
+    #[error("the ects server at {server} refused the request: {message}")]
+    Forbidden { server: String, message: String },
+    #[error("not found on the server")]
+    NotFound,
+    #[error("the ects server at {server} refused the request (HTTP {status}): {message}")]
+    Refused {
+        server: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "the ects server at {server} failed (HTTP {status}): {message}. Try again later or ask the admin to check the server's log"
+    )]
+    Server {
+        server: String,
+        status: u16,
+        message: String,
+    },
+    #[error("the ects server at {server} sent an answer ects does not understand: {message}")]
+    Protocol { server: String, message: String },
+    #[error(
+        "the download does not match its SHA-256 (expected {expected}, received {actual}); nothing was kept"
+    )]
+    HashMismatch { expected: Digest, actual: Digest },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// True when trying again later may succeed (network or server trouble).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Server { .. }
+        )
+    }
+}

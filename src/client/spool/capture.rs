@@ -1,0 +1,112 @@
+//! Taking a copy of a file into the spool and hashing it in the same pass. Where the
+//! filesystem can share blocks (btrfs, XFS: the FICLONE ioctl) the copy is a reflink,
+//! instant for any size, and the hash is computed from the clone, so it describes
+//! exactly the bytes that will be uploaded even if the source changes right after.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use sha2::Digest as _;
+
+use crate::store::Digest;
+
+const BUF: usize = 256 * 1024;
+
+/// Copies `source` to the new file `dest` (which must not exist); returns the copy's
+/// digest and size. Does not fsync: the committer makes captures durable in groups.
+pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> io::Result<(Digest, u64)> {
+    let mut src = File::open(source)?;
+    if !src.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut dst = OpenOptions::new().write(true).create_new(true).open(dest)?;
+    let result = if reflink(&src, &dst) {
+        drop(dst);
+        hash_file(&mut File::open(dest)?)
+    } else {
+        copy_hashing(&mut src, &mut dst)
+    };
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// One FICLONE ioctl; false where the filesystem cannot share blocks (ext4, tmpfs...).
+fn reflink(src: &File, dst: &File) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: both descriptors are open for the duration of the call; FICLONE takes
+        // the source descriptor as its integer argument and touches no user memory.
+        let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (src, dst);
+        false
+    }
+}
+
+fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<(Digest, u64)> {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    Ok((Digest::from_bytes(hasher.finalize().into()), total))
+}
+
+pub(super) fn hash_file(f: &mut File) -> io::Result<(Digest, u64)> {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((Digest::from_bytes(hasher.finalize().into()), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_and_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let dst = dir.path().join("dst");
+        let (d, n) = copy_and_hash(&src, &dst).unwrap();
+        assert_eq!((d, n), (Digest::of(&data), data.len() as u64));
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        // The destination must be new: never overwrite.
+        assert!(copy_and_hash(&src, &dst).is_err());
+        // A folder is refused and leaves nothing behind.
+        let out = dir.path().join("out");
+        assert!(copy_and_hash(dir.path(), &out).is_err());
+        assert!(!out.exists());
+    }
+}

@@ -1,0 +1,248 @@
+//! Where the spool sends versions: the [`Uploader`] trait, the HTTP implementation
+//! ([`HttpUploader`], SPEC §3 HEAD + PUT) and the embedded-store one ([`StoreUploader`]).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+
+use super::http::{SMALL_TIMEOUT, describe, error_message};
+use super::{ClientError, ConnectConfig, Remote};
+use crate::names::{RelPath, UserName};
+use crate::store::{Digest, Store, StoreError};
+
+/// Why an upload did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    /// Network trouble, a server error, a full disk: try again later.
+    #[error("{0}")]
+    Retryable(String),
+    /// The server will never accept this version (bad path, collision, too large,
+    /// content not matching its hash) — or the credentials are wrong (status 401).
+    #[error("refused (HTTP {status}): {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// Sends versions somewhere. Blocking; called from the spool's worker threads.
+pub trait Uploader: Send + Sync {
+    /// Whether this version of `path` is stored already (HTTP: `HEAD ...?sha256=`).
+    fn exists(&self, path: &RelPath, sha: &Digest) -> Result<bool, UploadError>;
+    /// Stores the content of `file` (which hashes to `sha` and is `size` bytes long) as a
+    /// version of `path`, streaming it from disk.
+    fn upload(
+        &self,
+        path: &RelPath,
+        file: &Path,
+        sha: &Digest,
+        size: u64,
+    ) -> Result<(), UploadError>;
+}
+
+/// The message a 401 gets everywhere (status pages, the failed list, logs).
+pub const AUTH_FAILED: &str = "wrong user name or password";
+
+/// Uploads to an ects server over HTTP(S).
+#[derive(Clone)]
+pub struct HttpUploader {
+    remote: Remote,
+}
+
+impl HttpUploader {
+    /// Shares `remote`'s connections.
+    pub fn new(remote: &Remote) -> Self {
+        Self {
+            remote: remote.clone(),
+        }
+    }
+
+    pub fn connect(cfg: &ConnectConfig) -> Result<Self, ClientError> {
+        Ok(Self::new(&Remote::connect(cfg)?))
+    }
+
+    fn classify(&self, status: StatusCode, body: &str) -> UploadError {
+        let server = &self.remote.http.server;
+        let message = error_message(status, body);
+        match status.as_u16() {
+            401 => UploadError::Refused {
+                status: 401,
+                message: format!("{AUTH_FAILED} (server {server})"),
+            },
+            408 | 429 => {
+                UploadError::Retryable(format!("server {server}: HTTP {status}: {message}"))
+            }
+            s if s >= 500 => {
+                UploadError::Retryable(format!("server {server}: HTTP {s}: {message}"))
+            }
+            s => UploadError::Refused { status: s, message },
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> UploadError {
+        UploadError::Retryable(format!(
+            "cannot reach the server {}: {}",
+            self.remote.http.server,
+            describe(e)
+        ))
+    }
+}
+
+impl Uploader for HttpUploader {
+    fn exists(&self, path: &RelPath, sha: &Digest) -> Result<bool, UploadError> {
+        match self.head(path, sha) {
+            Err(Attempt::Stale(_)) => self.head(path, sha),
+            other => other,
+        }
+        .map_err(Attempt::into_error)
+    }
+
+    fn upload(
+        &self,
+        path: &RelPath,
+        file: &Path,
+        sha: &Digest,
+        size: u64,
+    ) -> Result<(), UploadError> {
+        // A pooled connection the server closed a moment ago (it does so after refusing
+        // a body it did not read) fails before the request is processed: one immediate
+        // second try on a fresh connection. A PUT of the same bytes is idempotent, so
+        // this never stores anything twice.
+        match self.put(path, file, sha, size) {
+            Err(Attempt::Stale(_)) => self.put(path, file, sha, size),
+            other => other,
+        }
+        .map_err(Attempt::into_error)
+    }
+}
+
+/// One PUT's failure, and whether trying again at once on a new connection makes sense.
+enum Attempt {
+    Stale(UploadError),
+    Final(UploadError),
+}
+
+impl Attempt {
+    fn into_error(self) -> UploadError {
+        match self {
+            Attempt::Stale(e) | Attempt::Final(e) => e,
+        }
+    }
+}
+
+fn attempt(uploader: &HttpUploader, e: &reqwest::Error) -> Attempt {
+    let err = uploader.transport(e);
+    if e.is_connect() || e.is_timeout() {
+        Attempt::Final(err)
+    } else {
+        Attempt::Stale(err)
+    }
+}
+
+impl HttpUploader {
+    fn head(&self, path: &RelPath, sha: &Digest) -> Result<bool, Attempt> {
+        let http = &self.remote.http;
+        http.block_on(async {
+            let resp = http
+                .request(Method::HEAD, &http.file_url(path, Some(sha)))
+                .timeout(SMALL_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| attempt(self, &e))?;
+            match resp.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                s => Err(Attempt::Final(self.classify(s, ""))),
+            }
+        })
+    }
+
+    fn put(&self, path: &RelPath, file: &Path, sha: &Digest, size: u64) -> Result<(), Attempt> {
+        let http = &self.remote.http;
+        http.block_on(async {
+            let f = tokio::fs::File::open(file).await.map_err(|e| {
+                Attempt::Final(UploadError::Retryable(format!(
+                    "cannot read the spool copy {}: {e}",
+                    file.display()
+                )))
+            })?;
+            // 256 KiB reads: few syscalls, and memory stays bounded for any file size.
+            let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
+            let resp = http
+                .request(Method::PUT, &http.file_url(path, None))
+                .header("x-content-sha256", sha.to_hex())
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .map_err(|e| attempt(self, &e))?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let body = resp.text().await.unwrap_or_default();
+            Err(Attempt::Final(self.classify(status, &body)))
+        })
+    }
+}
+
+/// Uploads into an embedded store (the drive without `--server`, and tests).
+pub struct StoreUploader {
+    store: Arc<dyn Store>,
+    user: UserName,
+}
+
+impl StoreUploader {
+    pub fn new(store: Arc<dyn Store>, user: UserName) -> Self {
+        Self { store, user }
+    }
+}
+
+/// The HTTP status the server would answer for a store error, so refused versions look
+/// the same in the failed list with or without a server.
+fn store_error(e: StoreError) -> UploadError {
+    let status = match &e {
+        StoreError::Name(_) => 400,
+        StoreError::Collision(_) => 409,
+        StoreError::TooLarge { .. } => 413,
+        StoreError::HashMismatch { .. } => 422,
+        StoreError::QuotaExceeded { .. }
+        | StoreError::NoSpace
+        | StoreError::NotFound
+        | StoreError::Body(_)
+        | StoreError::Io(_)
+        | StoreError::Locked(_) => return UploadError::Retryable(e.to_string()),
+    };
+    UploadError::Refused {
+        status,
+        message: e.to_string(),
+    }
+}
+
+impl Uploader for StoreUploader {
+    fn exists(&self, path: &RelPath, sha: &Digest) -> Result<bool, UploadError> {
+        self.store
+            .version(&self.user, path, sha)
+            .map(|v| v.is_some())
+            .map_err(store_error)
+    }
+
+    fn upload(
+        &self,
+        path: &RelPath,
+        file: &Path,
+        sha: &Digest,
+        _size: u64,
+    ) -> Result<(), UploadError> {
+        let mut f = File::open(file).map_err(|e| {
+            UploadError::Retryable(format!(
+                "cannot read the spool copy {}: {e}",
+                file.display()
+            ))
+        })?;
+        self.store
+            .put(&self.user, path, &mut f, u64::MAX, Some(sha))
+            .map(|_| ())
+            .map_err(store_error)
+    }
+}

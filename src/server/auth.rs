@@ -1,0 +1,165 @@
+//! Sign-in (HTTP Basic) and the namespace rules: students read and write only their
+//! own namespace; teachers read every namespace and write their own (SPEC §3, §5).
+
+use axum::http::{header, request::Parts};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::AppState;
+use super::error::ApiError;
+use super::log::LogUser;
+use crate::names::UserName;
+use crate::users::{Auth, Role, User, UsersError};
+
+/// The same answer for an unknown name and a wrong password, so that nobody can
+/// probe which names exist.
+const WRONG: &str = "wrong user name or password";
+
+/// What a request wants to do in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Signs the caller in from the `Authorization` header, registering an unknown name
+/// when the server allows registration. Records the name for the request log.
+pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<User, ApiError> {
+    let Some((name, password)) = basic_credentials(parts) else {
+        return Err(ApiError::unauthorized(
+            "sign in with your ects user name and password (HTTP Basic authentication)",
+        ));
+    };
+    let users = state.users.clone();
+    let allow_registration = state.allow_registration;
+    let user = tokio::task::spawn_blocking(move || -> Result<User, ApiError> {
+        match users.authenticate(&name, &password).map_err(users_error)? {
+            Auth::Ok(user) => Ok(user),
+            Auth::UnknownUser if allow_registration => register(&users, &name, &password),
+            Auth::UnknownUser => {
+                equalize_timing(&password);
+                Err(ApiError::unauthorized(WRONG))
+            }
+            Auth::WrongPassword => Err(ApiError::unauthorized(WRONG)),
+            Auth::Disabled => Err(ApiError::unauthorized(
+                "this account is disabled; ask a teacher or the server's administrator",
+            )),
+        }
+    })
+    .await??;
+    if let Some(slot) = parts.extensions.get::<LogUser>() {
+        slot.set(user.name.as_str());
+    }
+    Ok(user)
+}
+
+/// First sign-in with an unknown name claims it as a student (`--allow-registration`).
+fn register(users: &crate::users::UserDb, name: &str, password: &str) -> Result<User, ApiError> {
+    let parsed = UserName::parse(name).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    match users.register(&parsed, password) {
+        Ok(user) => {
+            tracing::info!(user = %user.name, "registered a new student on first sign-in");
+            Ok(user)
+        }
+        // Someone registered the same name a moment ago: sign in normally.
+        Err(UsersError::Exists(_)) => {
+            match users.authenticate(name, password).map_err(users_error)? {
+                Auth::Ok(user) => Ok(user),
+                _ => Err(ApiError::unauthorized(WRONG)),
+            }
+        }
+        Err(e @ (UsersError::EmptyPassword | UsersError::PasswordTooLong)) => {
+            Err(ApiError::unauthorized(e.to_string()))
+        }
+        Err(e) => Err(users_error(e)),
+    }
+}
+
+/// Spends on an unknown name the time a wrong password costs (one argon2 check), so
+/// response times do not tell which names exist.
+fn equalize_timing(password: &str) {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| crate::users::hash_password("not a real password").ok());
+    if let Some(phc) = dummy
+        && let Ok(hash) = PasswordHash::new(phc)
+    {
+        let _ = argon2::Argon2::default().verify_password(password.as_bytes(), &hash);
+    }
+}
+
+fn users_error(e: UsersError) -> ApiError {
+    ApiError::internal("reading the user database failed", &e)
+}
+
+/// Name and password from `Authorization: Basic …`, if well-formed UTF-8.
+fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(BASE64.decode(encoded.trim()).ok()?).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
+}
+
+/// Refuses (403) what `user` may not do in `owner`'s namespace.
+pub fn authorize(user: &User, owner: &UserName, access: Access) -> Result<(), ApiError> {
+    let allowed = user.name == *owner || (access == Access::Read && user.role == Role::Teacher);
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, role: Role) -> User {
+        User {
+            name: UserName::parse(name).unwrap(),
+            role,
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn namespace_rules() {
+        let alice = user("alice", Role::Student);
+        let teach = user("teach", Role::Teacher);
+        let own = UserName::parse("alice").unwrap();
+        let other = UserName::parse("bob").unwrap();
+        assert!(authorize(&alice, &own, Access::Read).is_ok());
+        assert!(authorize(&alice, &own, Access::Write).is_ok());
+        assert!(authorize(&alice, &other, Access::Read).is_err());
+        assert!(authorize(&alice, &other, Access::Write).is_err());
+        assert!(authorize(&teach, &other, Access::Read).is_ok());
+        assert!(authorize(&teach, &other, Access::Write).is_err());
+    }
+
+    #[test]
+    fn credentials() {
+        let parts = |value: &str| {
+            let (parts, ()) = axum::http::Request::builder()
+                .header(header::AUTHORIZATION, value)
+                .body(())
+                .unwrap()
+                .into_parts();
+            parts
+        };
+        let ok = format!("Basic {}", BASE64.encode("alice:pa:ss wörd"));
+        assert_eq!(
+            basic_credentials(&parts(&ok)),
+            Some(("alice".into(), "pa:ss wörd".into()))
+        );
+        let lower = format!("basic {}", BASE64.encode("a:b"));
+        assert!(basic_credentials(&parts(&lower)).is_some());
+        assert!(basic_credentials(&parts("Bearer x")).is_none());
+        assert!(basic_credentials(&parts("Basic !!!")).is_none());
+        let no_colon = format!("Basic {}", BASE64.encode("alice"));
+        assert!(basic_credentials(&parts(&no_colon)).is_none());
+    }
+}

@@ -1,0 +1,87 @@
+//! Running the router on a socket: plain HTTP or rustls TLS through one code path, and
+//! a graceful shutdown that stops accepting and lets in-flight uploads finish.
+
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves `app` on an already bound `listener` until a `signal()` completes, then stops
+/// accepting and waits up to [`SHUTDOWN_GRACE`] for open requests; a second `signal()`
+/// cuts the wait short.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<RustlsConfig>,
+    signal: S,
+) -> io::Result<()>
+where
+    S: Fn() -> F + Send + 'static,
+    F: Future<Output = ()> + Send,
+{
+    let handle = Handle::new();
+    let watcher = handle.clone();
+    tokio::spawn(async move {
+        signal().await;
+        tracing::info!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            open_connections = watcher.connection_count(),
+            "shutting down: no new connections; letting open requests finish"
+        );
+        watcher.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        signal().await;
+        tracing::warn!("second signal: closing open connections now");
+        watcher.shutdown();
+    });
+    let service = app.into_make_service();
+    match tls {
+        Some(config) => {
+            axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
