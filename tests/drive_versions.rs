@@ -117,8 +117,9 @@ fn versions_lists_and_opens_every_version_and_refuses_changes() {
 
     // The status file is readable and says how things stand.
     let status = fs::read_to_string(m.path(".ects-status.txt")).unwrap();
-    assert!(status.contains("Pending versions"), "{status}");
-    assert!(status.contains("Failed versions: 0"), "{status}");
+    assert!(status.contains("Waiting to upload"), "{status}");
+    assert!(status.contains("Last error:        none"), "{status}");
+    assert!(status.contains("Failed uploads:    none"), "{status}");
 
     m.unmount();
     // Nothing inside the store changed either.

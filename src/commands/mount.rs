@@ -11,8 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::cli::MountArgs;
+use crate::client::{
+    ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, StoreUploader, Uploader,
+    default_cache_dir, spool_dir,
+};
 use crate::drive::fuse::{FuseDrive, IoMode};
-use crate::drive::sink::{StoreSink, StoreSource, VersionSink, VersionSource};
+use crate::drive::sink::{StoreSource, VersionSink, VersionSource};
 use crate::drive::{Drive, DriveOptions};
 use crate::names::UserName;
 use crate::store::{FsStore, Store};
@@ -22,24 +26,22 @@ const VERSIONS_CACHE_BYTES: u64 = 512 << 20;
 /// How often the index of versioned files is saved while mounted.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
-pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
-    if args.connect.server.is_some() {
-        bail!(
-            "mounting against a server (--server) is not available in this build yet; \
-             leave out --server to use the embedded store at --data"
-        );
-    }
+/// Where versions go and where `.versions` reads from.
+struct Backend {
+    user: UserName,
+    cache: PathBuf,
+    uploader: Arc<dyn Uploader>,
+    source: Arc<dyn VersionSource>,
+    /// For the ready line, e.g. "embedded store at …".
+    describe: String,
+    remote: Option<Remote>,
+}
+
+fn embedded(args: &MountArgs) -> anyhow::Result<Backend> {
     let user = match &args.connect.user {
         Some(u) => UserName::parse(u).with_context(|| format!("--user {u:?}"))?,
         None => default_user(),
     };
-    let mountpoint = check_mountpoint(&args.mountpoint)?;
-    // Before any thread starts, so that only the signal thread ever sees them.
-    let signals = block_signals();
-    let mounted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let force: Arc<Mutex<Option<ForceExit>>> = Arc::default();
-    spawn_signal_thread(signals, mounted.clone(), force.clone(), mountpoint.clone());
-
     let store: Arc<dyn Store> = Arc::new(
         FsStore::open(&args.data)
             .with_context(|| format!("opening the embedded store at {}", args.data.display()))?,
@@ -49,14 +51,76 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
         Some(c) => c.clone(),
         None => default_cache(&data, &user)?,
     };
+    Ok(Backend {
+        uploader: Arc::new(StoreUploader::new(store.clone(), user.clone())),
+        source: Arc::new(StoreSource::new(store, user.clone())),
+        describe: format!("embedded store at {}", data.display()),
+        user,
+        cache,
+        remote: None,
+    })
+}
+
+fn server(args: &MountArgs) -> anyhow::Result<Backend> {
+    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let remote = Remote::connect(&cfg)?;
+    let cache = match &args.cache {
+        Some(c) => c.clone(),
+        None => default_cache_dir(&cfg.server, &cfg.user)
+            .context("no cache folder: set --cache, XDG_CACHE_HOME or HOME")?,
+    };
+    Ok(Backend {
+        uploader: Arc::new(HttpUploader::new(&remote)),
+        source: Arc::new(remote.clone()),
+        describe: format!("server {}", remote.server()),
+        user: cfg.user,
+        cache,
+        remote: Some(remote),
+    })
+}
+
+pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
+    if let Some(u) = &args.connect.user {
+        UserName::parse(u).with_context(|| format!("--user {u:?}"))?;
+    }
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    // Before any thread starts, so that only the signal thread ever sees them.
+    let signals = block_signals();
+    let mounted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let force: Arc<Mutex<Option<ForceExit>>> = Arc::default();
+    spawn_signal_thread(signals, mounted.clone(), force.clone(), mountpoint.clone());
+
+    let Backend {
+        user,
+        cache,
+        uploader,
+        source,
+        describe,
+        remote,
+    } = if args.connect.server.is_some() {
+        server(&args)?
+    } else {
+        embedded(&args)?
+    };
     fs::create_dir_all(&cache)
         .with_context(|| format!("creating the cache folder {}", cache.display()))?;
     let _cache_lock = lock_cache(&cache)?;
-
-    let sink: Arc<dyn VersionSink> = Arc::new(
-        StoreSink::new(store.clone(), user.clone()).context("starting the version writer")?,
-    );
-    let source: Arc<dyn VersionSource> = Arc::new(StoreSource::new(store, user.clone()));
+    let spool = Spool::open(&spool_dir(&cache), uploader, SpoolOptions::default())
+        .with_context(|| format!("opening the upload spool in {}", cache.display()))?;
+    let sink: Arc<dyn VersionSink> = Arc::new(spool);
+    if let Some(remote) = remote {
+        // Offline is fine; a wrong password is worth saying at once.
+        let _ = std::thread::Builder::new()
+            .name("ects-login".into())
+            .spawn(move || {
+                if let Err(e) = remote.check_login() {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot reach the server now; saving locally, uploads follow when it answers"
+                    );
+                }
+            });
+    }
     let options = DriveOptions {
         files: cache.join("files"),
         index_file: cache.join("drive-index.json"),
@@ -139,9 +203,8 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     };
 
     println!(
-        "ects: drive mounted at {} (user {user}, embedded store at {}, {}); Ctrl-C to unmount",
+        "ects: drive mounted at {} (user {user}, {describe}, {}); Ctrl-C to unmount",
         mountpoint.display(),
-        data.display(),
         match mode {
             IoMode::Passthrough => "kernel passthrough",
             IoMode::Writeback => "writeback cache",

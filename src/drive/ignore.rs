@@ -1,27 +1,30 @@
 //! Names the drive keeps locally but never versions (SPEC §4): editors' lock, swap and
 //! temp files, and the litter file managers leave behind.
 //!
-//! Matching is on the file's own name, case-insensitive (Windows apps write `.TMP` as
-//! often as `.tmp`). Beyond SPEC's list we add `*~` (backup copies made by vim, emacs and
+//! Matching is on the file's own name, ASCII case-insensitive (Windows apps write `.TMP`
+//! as often as `.tmp`), with the client's matcher. Beyond SPEC's list the drive adds `*~` (backup copies made by vim, emacs and
 //! gedit while saving; their content is the previous version, which is already stored)
 //! and `4913` (the probe file vim creates and deletes to test a folder).
 
-/// Whether a file with this name is never versioned.
+use crate::client::ignore::{DEFAULT_PATTERNS, IgnoreList};
+
+/// What the drive adds to the shared list.
+pub const DRIVE_EXTRA_PATTERNS: &[&str] = &["*~", "4913"];
+
+/// The drive's list: SPEC §4's (shared with `ects backup`) plus [`DRIVE_EXTRA_PATTERNS`].
+pub fn drive_ignore_list() -> IgnoreList {
+    IgnoreList::new(
+        DEFAULT_PATTERNS
+            .iter()
+            .chain(DRIVE_EXTRA_PATTERNS)
+            .map(|p| (*p).to_owned()),
+    )
+}
+
+/// Whether a file with this name is never versioned by the drive.
 pub fn is_ignored(name: &str) -> bool {
-    let lower = name.to_lowercase();
-    let n = lower.as_str();
-    (n.starts_with("~$"))
-        || (n.starts_with('~') && n.ends_with(".tmp"))
-        || n.ends_with(".tmp")
-        || (n.starts_with(".~lock.") && n.ends_with('#'))
-        || n.ends_with(".swp")
-        || n.ends_with(".swx")
-        || n == ".ds_store"
-        || n == "thumbs.db"
-        || n == "desktop.ini"
-        || n.starts_with(".goutputstream-")
-        || (n.ends_with('~') && n.len() > 1)
-        || n == "4913"
+    static LIST: std::sync::OnceLock<IgnoreList> = std::sync::OnceLock::new();
+    LIST.get_or_init(drive_ignore_list).is_ignored(name)
 }
 
 #[cfg(test)]
@@ -65,7 +68,6 @@ mod tests {
             "swp",
             "Makefile",
             ".bashrc",
-            "~",
             "49130",
             ".versions",
         ] {

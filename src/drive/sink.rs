@@ -1,17 +1,17 @@
 //! Where the drive's versions go, and where `.versions` reads them from.
 //!
-//! The core only sees these two traits. [`StoreSink`] and [`StoreSource`] implement them
-//! over an embedded [`Store`]; the client's spool and remote implement them for a server.
+//! The core only sees these two traits. The client's [`Spool`] is the sink in both modes
+//! (its uploader writes into an embedded store or to a server); [`StoreSource`] reads
+//! `.versions` from an embedded store and [`Remote`] from a server.
 
-use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::client::{Remote, Spool, render_status};
 use crate::names::{RelPath, UserName};
-use crate::store::{Digest, Staged, Store, StoreError, Tree, VersionInfo};
+use crate::store::{Digest, Store, StoreError, Tree, VersionInfo};
 
 /// Why a capture or a read of versions failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,226 +82,86 @@ impl VersionSource for StoreSource {
     }
 }
 
-/// A version staged in the store's temp folder, waiting for its commit.
-struct Job {
-    path: RelPath,
-    staged: Staged,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    /// Jobs taken by the committer and not finished yet.
-    in_flight: usize,
-    committed: u64,
-    failed: Vec<(String, String)>,
-    last_error: Option<String>,
-    closed: bool,
-}
-
-struct Shared {
-    queue: Mutex<Queue>,
-    changed: Condvar,
-}
-
-/// Versions into an embedded store. `capture` stages the file's bytes in the store's temp
-/// folder (one read that copies and hashes); a background thread commits them in order,
-/// so `close()` never waits for the store's fsyncs. A crash loses only staged captures,
-/// and the next mount's reconcile takes a version of every file whose content has none.
-pub struct StoreSink {
-    store: Arc<dyn Store>,
-    user: UserName,
-    shared: Arc<Shared>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl StoreSink {
-    pub fn new(store: Arc<dyn Store>, user: UserName) -> io::Result<Self> {
-        let shared = Arc::new(Shared {
-            queue: Mutex::default(),
-            changed: Condvar::new(),
-        });
-        let worker = {
-            let store = store.clone();
-            let user = user.clone();
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("ects-commit".into())
-                .spawn(move || commit_loop(&*store, &user, &shared))?
-        };
-        Ok(Self {
-            store,
-            user,
-            shared,
-            worker: Mutex::new(Some(worker)),
+impl VersionSink for Spool {
+    fn capture(&self, path: &RelPath, source: &Path) -> Result<Digest, SinkError> {
+        Spool::capture(self, path, source).map_err(|e| match e.raw_os_error() {
+            Some(errno) => SinkError::Read(io::Error::from_raw_os_error(errno)),
+            None => SinkError::Other(e.to_string()),
         })
     }
 
-    /// Versions committed since the sink started.
-    pub fn committed(&self) -> u64 {
-        lock(&self.shared.queue).committed
-    }
-
-    fn wait_idle(&self, deadline: Option<Instant>) -> usize {
-        let mut q = lock(&self.shared.queue);
-        loop {
-            let left = q.jobs.len() + q.in_flight;
-            if left == 0 {
-                return 0;
-            }
-            match deadline {
-                None => {
-                    q = self
-                        .shared
-                        .changed
-                        .wait(q)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return left;
-                    }
-                    q = self
-                        .shared
-                        .changed
-                        .wait_timeout(q, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-    }
-}
-
-fn commit_loop(store: &dyn Store, user: &UserName, shared: &Shared) {
-    loop {
-        let job = {
-            let mut q = lock(&shared.queue);
-            loop {
-                if let Some(job) = q.jobs.pop_front() {
-                    q.in_flight += 1;
-                    break job;
-                }
-                if q.closed {
-                    return;
-                }
-                q = shared
-                    .changed
-                    .wait(q)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        };
-        let path = job.path.to_string();
-        let result = store.commit(user, &job.path, job.staged, None);
-        let mut q = lock(&shared.queue);
-        q.in_flight -= 1;
-        match result {
-            Ok(outcome) => {
-                q.committed += 1;
-                tracing::debug!(%path, sha256 = %outcome.version.sha256, created = outcome.created, "version stored");
-            }
-            Err(e) => {
-                tracing::warn!(%path, error = %e, "could not store a version");
-                q.last_error = Some(format!("{path}: {e}"));
-                q.failed.push((path, e.to_string()));
-            }
-        }
-        shared.changed.notify_all();
-    }
-}
-
-impl VersionSink for StoreSink {
-    fn capture(&self, path: &RelPath, source: &Path) -> Result<Digest, SinkError> {
-        let mut file = File::open(source).map_err(SinkError::Read)?;
-        let staged = self.store.stage(&mut file, u64::MAX)?;
-        let digest = *staged.digest();
-        let mut q = lock(&self.shared.queue);
-        q.jobs.push_back(Job {
-            path: path.clone(),
-            staged,
-        });
-        self.shared.changed.notify_all();
-        Ok(digest)
-    }
-
     fn flush(&self) -> Result<(), SinkError> {
-        self.wait_idle(None);
-        Ok(())
+        Spool::flush(self).map_err(|e| SinkError::Other(e.to_string()))
     }
 
     fn drain(&self, timeout: Duration) -> usize {
-        self.wait_idle(Some(Instant::now() + timeout))
+        Spool::drain(self, timeout)
     }
 
     fn pending(&self) -> usize {
-        let q = lock(&self.shared.queue);
-        q.jobs.len() + q.in_flight
+        self.status().pending
     }
 
     fn status_text(&self) -> String {
-        let q = lock(&self.shared.queue);
-        let mut s = String::new();
-        s.push_str(&format!(
-            "ects drive of user {} (embedded store)\n",
-            self.user
-        ));
-        s.push_str(&format!(
-            "Pending versions: {}\n",
-            q.jobs.len() + q.in_flight
-        ));
-        s.push_str(&format!("Stored since mount: {}\n", q.committed));
-        s.push_str(&format!("Failed versions: {}\n", q.failed.len()));
-        for (path, why) in q.failed.iter().rev().take(20) {
-            s.push_str(&format!("  {path}: {why}\n"));
-        }
-        s.push_str(&format!(
-            "Last error: {}\n",
-            q.last_error.as_deref().unwrap_or("none")
-        ));
-        s.push_str("Store reachable: yes (embedded)\n");
-        s
+        render_status(&self.status())
     }
 }
 
-impl Drop for StoreSink {
-    fn drop(&mut self) {
-        lock(&self.shared.queue).closed = true;
-        self.shared.changed.notify_all();
-        if let Some(worker) = lock(&self.worker).take() {
-            let _ = worker.join();
-        }
+impl VersionSource for Remote {
+    fn tree(&self, dir: Option<&RelPath>) -> Result<Option<Tree>, SinkError> {
+        Remote::tree(self, dir).map_err(|e| SinkError::Other(e.to_string()))
+    }
+
+    fn versions(&self, path: &RelPath) -> Result<Vec<VersionInfo>, SinkError> {
+        Remote::versions(self, path).map_err(|e| SinkError::Other(e.to_string()))
+    }
+
+    fn fetch(
+        &self,
+        path: &RelPath,
+        sha256: &Digest,
+        out: &mut dyn Write,
+    ) -> Result<u64, SinkError> {
+        Remote::fetch(self, path, sha256, out).map_err(|e| SinkError::Other(e.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{SpoolOptions, StoreUploader};
     use crate::store::MemStore;
 
     #[test]
-    fn captures_are_committed_in_the_background() {
+    fn the_spool_is_a_sink_whose_captures_are_snapshots() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
         let user = UserName::parse("u").unwrap();
-        let sink = StoreSink::new(store.clone(), user.clone()).unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(
+            &dir.path().join("spool"),
+            Arc::new(StoreUploader::new(store.clone(), user.clone())),
+            SpoolOptions::default(),
+        )
+        .unwrap();
+        let sink: &dyn VersionSink = &spool;
         let file = dir.path().join("a.txt");
         std::fs::write(&file, b"one").unwrap();
         let path = RelPath::parse("a.txt").unwrap();
         let d1 = sink.capture(&path, &file).unwrap();
-        // The capture is a snapshot: later writes do not leak into it.
+        // Later writes do not leak into the capture.
         std::fs::write(&file, b"two").unwrap();
         let d2 = sink.capture(&path, &file).unwrap();
-        assert_eq!(sink.drain(Duration::from_secs(30)), 0);
-        let versions = store.versions(&user, &path).unwrap();
-        let got: Vec<Digest> = versions.iter().map(|v| v.sha256).collect();
+        assert_eq!(sink.drain(Duration::from_secs(60)), 0);
+        let got: Vec<Digest> = store
+            .versions(&user, &path)
+            .unwrap()
+            .iter()
+            .map(|v| v.sha256)
+            .collect();
         assert_eq!(got.len(), 2);
         assert!(got.contains(&d1) && got.contains(&d2));
         assert_eq!(d1, Digest::of(b"one"));
-        assert!(sink.status_text().contains("Pending versions: 0"));
+        assert_eq!(sink.pending(), 0);
+        assert!(!sink.status_text().is_empty());
     }
 }
