@@ -41,21 +41,38 @@ impl Place {
     }
 
     pub fn mount_with(&self, env: &[(&str, &str)]) -> Mounted {
+        self.spawn(
+            &["--data", &self.data().to_string_lossy(), "--user", USER],
+            env,
+        )
+    }
+
+    /// A drive that uploads to a server, password from `ECTS_PASSWORD`.
+    pub fn mount_server(&self, url: &str, user: &str, password: &str) -> Mounted {
+        self.spawn(
+            &["--server", url, "--user", user],
+            &[("ECTS_PASSWORD", password)],
+        )
+    }
+
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Mounted {
         let mnt = self.mnt();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ects"));
         cmd.arg("mount")
             .arg(&mnt)
-            .arg("--data")
-            .arg(self.data())
             .arg("--cache")
             .arg(self.cache())
-            .arg("--user")
-            .arg(USER)
+            .args(args)
             .arg("--drain-timeout")
             .arg("60")
-            .env_remove("ECTS_SERVER")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ECTS_") {
+                cmd.env_remove(key);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -112,7 +129,12 @@ fn walk_store(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<Vec<u8>>>)
 /// Contents of every version of `path` in a store, sorted (the store keeps one version
 /// per distinct content, so this is a set).
 pub fn stored_versions(data: &Path, path: &str) -> Vec<Vec<u8>> {
-    let dir = data.join("uploads").join(USER).join(path);
+    stored_versions_of(data, USER, path)
+}
+
+/// [`stored_versions`] of any user.
+pub fn stored_versions_of(data: &Path, user: &str, path: &str) -> Vec<Vec<u8>> {
+    let dir = data.join("uploads").join(user).join(path);
     let mut out: Vec<Vec<u8>> = match fs::read_dir(&dir) {
         Ok(entries) => entries
             .flatten()
