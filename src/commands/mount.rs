@@ -151,6 +151,9 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
         fuser::MountOption::FSName("ects".into()),
         fuser::MountOption::Subtype("ects".into()),
         fuser::MountOption::DefaultPermissions,
+        // Students' files: nothing in them may gain privileges or reach devices.
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoDev,
     ];
     config.n_threads = Some(
         std::thread::available_parallelism()

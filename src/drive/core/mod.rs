@@ -902,10 +902,20 @@ impl Drive {
         }
     }
 
-    pub fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+    /// Writes at `offset`. `kill_suidgid`: the kernel asks to clear the set-user-id and
+    /// set-group-id bits, as a write by an unprivileged user does.
+    pub fn write(&self, fh: Fh, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         let h = self.handle(fh)?;
         match &h.kind {
             HandleKind::Backing(f) => {
+                if kill_suidgid {
+                    let mode = f.metadata()?.mode();
+                    if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                        use std::os::unix::fs::PermissionsExt;
+                        let cleared = mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);
+                        f.set_permissions(fs::Permissions::from_mode(cleared))?;
+                    }
+                }
                 f.write_all_at(data, offset)?;
                 Ok(data.len() as u32)
             }

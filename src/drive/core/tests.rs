@@ -108,7 +108,7 @@ impl Fixture {
     }
     fn write(&self, fh: Fh, offset: u64, data: &[u8]) {
         assert_eq!(
-            self.drive.write(fh, offset, data).unwrap(),
+            self.drive.write(fh, offset, data, false).unwrap(),
             data.len() as u32
         );
     }
