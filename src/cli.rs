@@ -199,6 +199,13 @@ pub struct StatusArgs {
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Wait until no upload is pending (for logoff scripts): exit 0 then, 1 if some
+    /// uploads were refused for good, 3 on --timeout. The drive must keep running.
+    #[arg(long, env = "ECTS_WAIT")]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (default: wait as long as it takes).
+    #[arg(long, env = "ECTS_TIMEOUT", requires = "wait")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
