@@ -37,6 +37,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Re-hash every stored version; report damage (exit 1).
     Fsck(FsckArgs),
+    /// Teachers: fetch every student's version of matching files, as of a deadline.
+    Collect(CollectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +215,36 @@ pub struct FsckArgs {
     /// The store's data folder.
     #[arg(long, env = "ECTS_DATA", default_value = "./ects-data")]
     pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["students", "all"]))]
+pub struct CollectArgs {
+    /// Glob over each student's paths, e.g. 'Documents/History/essay*.docx' (* and ?
+    /// within a name, ** for any folders, [abc]; case is ignored). Quote it.
+    pub pattern: String,
+    /// Folder to collect into: OUT/<student>/<path> and OUT/manifest.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Deadline: only versions the server stored strictly before it count as on time
+    /// (RFC 3339, or local "YYYY-MM-DD HH:MM[:SS]", or a date meaning its end).
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Comma-separated user names to collect from.
+    #[arg(long, value_delimiter = ',')]
+    pub students: Vec<String>,
+    /// Collect from every enabled student.
+    #[arg(long)]
+    pub all: bool,
+    /// Replace files in OUT that differ from the version collected.
+    #[arg(long)]
+    pub force: bool,
+    /// Also fetch files that have only late versions (their newest); the manifest marks
+    /// them late-only either way.
+    #[arg(long)]
+    pub include_late: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Parses a byte size: a whole number with an optional unit K, M, G, T (powers of

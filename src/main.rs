@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => commands::restore(args),
         Command::Status(args) => commands::status(args),
         Command::Fsck(args) => commands::fsck(&args),
+        Command::Collect(args) => commands::collect(args),
     };
     match result {
         Ok(code) => code,

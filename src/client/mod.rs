@@ -6,6 +6,7 @@
 //! and the commands are plain `main` code. The HTTP client owns a small tokio runtime.
 
 pub mod backup;
+pub mod collect;
 mod config;
 mod errors;
 mod http;

@@ -3,6 +3,7 @@
 //! Each command lives in its own file and returns the process's exit code.
 
 mod backup;
+mod collect;
 mod fsck;
 mod mount;
 mod restore;
@@ -12,6 +13,7 @@ mod user;
 mod versions;
 
 pub use backup::backup;
+pub use collect::collect;
 pub use fsck::fsck;
 pub use mount::mount;
 pub use restore::restore;

@@ -1,13 +1,19 @@
 //! Sign-in (HTTP Basic) and the namespace rules: students read and write only their
 //! own namespace; teachers read every namespace and write their own (SPEC §3, §5).
 
-use axum::http::{header, request::Parts};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::{StatusCode, header, request::Parts};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::AppState;
 use super::error::ApiError;
 use super::log::LogUser;
+use super::throttle::Throttle;
+use super::web;
 use crate::names::UserName;
 use crate::users::{Auth, Role, User, UsersError};
 
@@ -22,35 +28,85 @@ pub enum Access {
     Write,
 }
 
-/// Signs the caller in from the `Authorization` header, registering an unknown name
-/// when the server allows registration. Records the name for the request log.
+/// Signs the caller in from the `Authorization` header (or, for reading only, the web
+/// page's session cookie), registering an unknown name when the server allows
+/// registration. Records the name for the request log.
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<User, ApiError> {
-    let Some((name, password)) = basic_credentials(parts) else {
-        return Err(ApiError::unauthorized(
+    let no_credentials = || {
+        ApiError::unauthorized(
             "sign in with your ects user name and password (HTTP Basic authentication)",
-        ));
+        )
     };
-    let users = state.users.clone();
-    let allow_registration = state.allow_registration;
-    let user = tokio::task::spawn_blocking(move || -> Result<User, ApiError> {
-        match users.authenticate(&name, &password).map_err(users_error)? {
-            Auth::Ok(user) => Ok(user),
-            Auth::UnknownUser if allow_registration => register(&users, &name, &password),
-            Auth::UnknownUser => {
-                equalize_timing(&password);
-                Err(ApiError::unauthorized(WRONG))
-            }
-            Auth::WrongPassword => Err(ApiError::unauthorized(WRONG)),
-            Auth::Disabled => Err(ApiError::unauthorized(
-                "this account is disabled; ask a teacher or the server's administrator",
-            )),
-        }
-    })
-    .await??;
+    let user = match basic_credentials(parts) {
+        Some((name, password)) => check_password(state, parts, name, password).await?,
+        None if web::cookie_allowed(&parts.method) => web::session_user(state, parts)
+            .await?
+            .ok_or_else(no_credentials)?,
+        None => return Err(no_credentials()),
+    };
     if let Some(slot) = parts.extensions.get::<LogUser>() {
         slot.set(user.name.as_str());
     }
     Ok(user)
+}
+
+/// Checks a name and password, throttled per address and name (see `throttle.rs`).
+pub async fn check_password(
+    state: &AppState,
+    parts: &Parts,
+    name: String,
+    password: String,
+) -> Result<User, ApiError> {
+    let throttle = parts.extensions.get::<Arc<Throttle>>().cloned();
+    let addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(t) = &throttle
+        && let Err(wait) = t.check(addr, &name)
+    {
+        tracing::warn!(user = %name, ?addr, "sign-in refused: too many failures");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many failed sign-ins; try again in {} minutes",
+                wait.as_secs().div_ceil(60)
+            ),
+        ));
+    }
+    let users = state.users.clone();
+    let allow_registration = state.allow_registration;
+    let who = name.clone();
+    let (result, guessed) = tokio::task::spawn_blocking(move || {
+        let auth = match users.authenticate(&who, &password) {
+            Ok(auth) => auth,
+            Err(e) => return (Err(users_error(e)), false),
+        };
+        match auth {
+            Auth::Ok(user) => (Ok(user), false),
+            Auth::UnknownUser if allow_registration => (register(&users, &who, &password), false),
+            Auth::UnknownUser => {
+                equalize_timing(&password);
+                (Err(ApiError::unauthorized(WRONG)), true)
+            }
+            Auth::WrongPassword => (Err(ApiError::unauthorized(WRONG)), true),
+            Auth::Disabled => (
+                Err(ApiError::unauthorized(
+                    "this account is disabled; ask a teacher or the server's administrator",
+                )),
+                false,
+            ),
+        }
+    })
+    .await?;
+    if let Some(t) = &throttle {
+        match (&result, guessed) {
+            (Ok(_), _) => t.succeeded(addr, &name),
+            (Err(_), true) => t.failed(addr, &name),
+            (Err(_), false) => {}
+        }
+    }
+    result
 }
 
 /// First sign-in with an unknown name claims it as a student (`--allow-registration`).

@@ -11,6 +11,22 @@ use crate::store::{Digest, VersionRead};
 
 const CHUNK: usize = 256 * 1024;
 
+/// `Content-Disposition: attachment` naming the file: an ASCII fallback plus the exact
+/// UTF-8 name (RFC 6266 / RFC 8187), so browsers save stored content, never show it.
+pub fn attachment(name: &str) -> axum::http::HeaderValue {
+    let fallback: String = name
+        .chars()
+        .map(|c| match c {
+            ' '..='~' if !matches!(c, '"' | '\\' | '%' | ';') => c,
+            _ => '_',
+        })
+        .collect();
+    let exact = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let value = format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}");
+    axum::http::HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("attachment"))
+}
+
 /// The strong entity tag of a version: its hash, quoted.
 pub fn etag(digest: &Digest) -> String {
     format!("\"{digest}\"")
@@ -170,6 +186,15 @@ mod tests {
         for (value, size, want) in cases {
             assert_eq!(parse_range(value, size), want, "{value} of {size}");
         }
+    }
+
+    #[test]
+    fn attachments() {
+        let v = attachment("<img src=x onerror=alert(1)>\"ü;.html");
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("attachment; filename=\"<img src=x onerror=alert(1)>___.html\""));
+        assert!(v.contains("filename*=UTF-8''%3Cimg%20src%3Dx"));
+        assert!(v.ends_with("%C3%BC%3B%2Ehtml"), "{v}");
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub async fn get_file(State(state): State<AppState>, req: Request) -> Result<Res
     let (owner, rest) = enter(&state, &parts, FILES, Access::Read).await?;
     let path = target::file_path(rest)?;
     let pinned = target::sha256_query(parts.uri.query())?;
+    // Always a download, never rendered: an uploaded .html or .svg must not run here.
+    let disposition = download::attachment(path.file_name());
     let store = state.store.clone();
     let (info, reader) = tokio::task::spawn_blocking(move || {
         let sha256 = match pinned {
@@ -121,6 +123,11 @@ pub async fn get_file(State(state): State<AppState>, req: Request) -> Result<Res
     headers.insert(SHA256_HEADER, header_value(&info.sha256.to_hex()));
     headers.insert(header::LAST_MODIFIED, header_value(&http_date(&info)));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 
     if download::not_modified(&parts.headers, &info.sha256) {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());

@@ -6,21 +6,30 @@
 //! in-process; [`serve`] runs it on a socket with optional TLS and graceful shutdown.
 
 mod auth;
+mod collect;
 mod download;
 mod error;
 mod files;
+pub mod glob;
 mod legacy;
 mod log;
 mod serve;
 mod target;
+mod throttle;
 mod upload;
+mod web;
+mod zip;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 
+pub use collect::{
+    CollectEnd, CollectEntry, CollectLine, CollectStatus, MANIFEST_HEADER, UserEntry, csv_field,
+    manifest_row,
+};
 pub use error::ApiError;
 pub use files::SHA256_HEADER;
 pub use serve::{SHUTDOWN_GRACE, serve, shutdown_signal};
@@ -75,9 +84,26 @@ pub fn router(state: AppState) -> Router {
             get(files::tree).fallback(refuse(READ_METHODS)),
         )
         .route("/upload", post(legacy::upload).fallback(refuse("POST")))
+        // Teachers: the class list and collecting work (extends SPEC §3).
+        .route(
+            "/api/v1/users",
+            get(collect::users).fallback(refuse(READ_METHODS)),
+        )
+        .route(
+            "/api/v1/collect",
+            get(collect::collect).fallback(refuse(READ_METHODS)),
+        )
+        .route(
+            "/api/v1/collect.zip",
+            get(collect::collect_zip).fallback(refuse(READ_METHODS)),
+        )
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no such address in the ects API") })
         // Limits are enforced per route while streaming, against the store's limits.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(Extension(Arc::new(web::session::Sessions::new())))
+        .layer(Extension(Arc::new(throttle::Throttle::new())))
         .layer(axum::middleware::from_fn(log::log_requests))
         .with_state(state)
 }

@@ -40,7 +40,8 @@ where
         tracing::warn!("second signal: closing open connections now");
         watcher.shutdown();
     });
-    let service = app.into_make_service();
+    // The peer address feeds sign-in throttling.
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         Some(config) => {
             axum_server::from_tcp_rustls(listener, config)

@@ -1,0 +1,206 @@
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::CollectArgs;
+use crate::client::collect::{self, CollectOptions, CollectQuery, FileOutcome, Progress};
+use crate::client::spool::human_bytes;
+use crate::client::{ConnectConfig, Remote};
+use crate::names::UserName;
+use crate::server::CollectStatus;
+
+/// `ects collect PATTERN --out DIR [--before TIME] (--students LIST | --all)`: exit 0
+/// when every wanted file is in DIR with the right content, 1 when some file could not
+/// be fetched or a differing file was kept (re-run, or use --force).
+pub fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
+    let before = args.before.as_deref().map(parse_deadline).transpose()?;
+    let students = if args.all {
+        None
+    } else {
+        let names = args
+            .students
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| UserName::parse(s).map_err(|e| anyhow!("--students: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if names.is_empty() {
+            return Err(anyhow!("--students: give at least one name, or use --all"));
+        }
+        Some(names)
+    };
+    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let remote = Remote::connect(&cfg)?;
+    let query = CollectQuery {
+        pattern: args.pattern.clone(),
+        before,
+        students,
+    };
+    let options = CollectOptions {
+        force: args.force,
+        include_late: args.include_late,
+    };
+    let mut reporter = Reporter::default();
+    let report = collect::run(&remote, &query, &args.out, &options, &mut |p| {
+        reporter.on(p)
+    })
+    .with_context(|| format!("collecting {:?} from {}", args.pattern, cfg.server))?;
+    reporter.finish();
+
+    let deadline = before.map_or_else(
+        || "no deadline: newest versions".to_owned(),
+        |t| {
+            format!(
+                "deadline {}",
+                t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %Z")
+            )
+        },
+    );
+    println!(
+        "{} students, {deadline}: {} on time, {} late only, {} missing",
+        report
+            .entries
+            .iter()
+            .map(|e| e.user.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        report.count(CollectStatus::OnTime),
+        report.count(CollectStatus::LateOnly),
+        report.count(CollectStatus::Missing),
+    );
+    println!(
+        "fetched {}, already there {}, replaced {}; manifest: {}",
+        report.fetched,
+        report.present,
+        report.replaced,
+        report.manifest.display()
+    );
+    for path in &report.conflicts {
+        eprintln!(
+            "KEPT      {}: it differs from the version collected; use --force to replace it",
+            path.display()
+        );
+    }
+    for (path, why) in &report.failures {
+        eprintln!("FAILED    {}: {why}", path.display());
+    }
+    if report.count(CollectStatus::LateOnly) > 0 && !args.include_late {
+        println!("late-only files are listed in the manifest; --include-late fetches them too");
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A progress bar on a terminal, one line per fetched file otherwise.
+#[derive(Default)]
+struct Reporter {
+    bar: Option<ProgressBar>,
+}
+
+impl Reporter {
+    fn on(&mut self, p: Progress<'_>) {
+        match p {
+            Progress::Planned { files, bytes } => {
+                if std::io::stderr().is_terminal() {
+                    let bar =
+                        ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(format!("0/{files} files"));
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    self.bar = Some(bar);
+                }
+            }
+            Progress::File {
+                entry,
+                local,
+                outcome,
+            } => {
+                let size = entry.version.as_ref().map_or(0, |v| v.size);
+                let line = match outcome {
+                    FileOutcome::Fetched => {
+                        format!("fetched   {} ({})", local.display(), human_bytes(size))
+                    }
+                    FileOutcome::Replaced => {
+                        format!("replaced  {} ({})", local.display(), human_bytes(size))
+                    }
+                    _ => String::new(),
+                };
+                match &self.bar {
+                    Some(bar) => {
+                        bar.inc(size);
+                        bar.set_message(entry.user.clone());
+                    }
+                    None if !line.is_empty() => println!("{line}"),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// RFC 3339, or local `YYYY-MM-DD HH:MM[:SS]`, or a local date (meaning its end).
+fn parse_deadline(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let naive = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        // A date alone means "by the end of that day": before the next midnight.
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(|| {
+        anyhow!(
+            "--before {s:?}: expected a time like \"2024-05-01 14:30\", \"2024-05-01\" or RFC 3339"
+        )
+    })?;
+    naive
+        .and_local_timezone(Local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| anyhow!("--before {s:?} does not exist in the local time zone"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines() {
+        let t = parse_deadline("2024-05-01T12:00:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00+00:00");
+        let late_evening = parse_deadline("2024-05-01 23:59:59").unwrap();
+        let day = parse_deadline("2024-05-01").unwrap();
+        assert_eq!(day - late_evening, chrono::Duration::seconds(1));
+        assert!(parse_deadline("friday").is_err());
+    }
+}

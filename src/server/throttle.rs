@@ -1,0 +1,253 @@
+//! Sign-in throttling against password guessing, for the web page and HTTP Basic alike.
+//!
+//! Failed sign-ins are counted per (address, name), per address and per name, each in a
+//! fixed window that starts at its first failure. Over a limit, sign-ins for that key
+//! are refused with 429 until the window ends — before any password is checked, so
+//! guessing also stops costing argon2 time. A success clears the (address, name) and
+//! name counters.
+//!
+//! The per-name limit stops guessing spread over many PCs, but must not let a classmate
+//! lock a student out of their own drive: an address where the name signed in
+//! successfully in the last hours is trusted for that name and skips the per-name
+//! limit (it still has its own per-(address, name) one). Uploads refused with 429 stay
+//! in the drive's spool and are retried, so a lock-out delays backups, never loses one.
+//!
+//! The address is the TCP peer's: behind a reverse proxy all clients share one, so the
+//! per-address limit is generous.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long failures are remembered (and a lock-out lasts, at most).
+pub const WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Failures allowed per window for one name from one address.
+pub const PER_ADDRESS_AND_NAME: u32 = 5;
+/// Failures allowed per window for one name from anywhere.
+pub const PER_NAME: u32 = 20;
+/// Failures allowed per window from one address, for any names.
+pub const PER_ADDRESS: u32 = 50;
+/// How long a successful sign-in trusts its address for that name.
+pub const TRUST: Duration = Duration::from_secs(12 * 60 * 60);
+/// Keys remembered at most; beyond it, new keys are not tracked until old ones expire.
+const MAX_KEYS: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Pair(IpAddr, String),
+    Name(String),
+    Address(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    failures: u32,
+    started: Instant,
+}
+
+/// Failure counters shared by every request.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    windows: Mutex<HashMap<Key, Window>>,
+    /// (address, name) pairs that signed in successfully, and when.
+    trusted: Mutex<HashMap<(IpAddr, String), Instant>>,
+}
+
+impl Throttle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `Err(wait)` when sign-ins for `name` from `addr` are refused for now.
+    pub fn check(&self, addr: Option<IpAddr>, name: &str) -> Result<(), Duration> {
+        self.check_at(addr, name, Instant::now())
+    }
+
+    /// Counts one failed sign-in.
+    pub fn failed(&self, addr: Option<IpAddr>, name: &str) {
+        self.failed_at(addr, name, Instant::now());
+    }
+
+    /// Clears the counters a successful sign-in proves were the owner's own mistakes.
+    pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) {
+        self.succeeded_at(addr, name, Instant::now());
+    }
+
+    fn succeeded_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) {
+        if let Some(addr) = addr {
+            let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (addr, name.to_owned());
+            // Refreshed at most once a minute: this runs on every authenticated request.
+            let fresh = trusted
+                .get(&key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < Duration::from_secs(60));
+            if !fresh {
+                if trusted.len() >= MAX_KEYS {
+                    trusted.retain(|_, t| now.saturating_duration_since(*t) < TRUST);
+                }
+                if trusted.len() < MAX_KEYS {
+                    trusted.insert(key, now);
+                }
+            }
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.is_empty() {
+            return;
+        }
+        windows.remove(&Key::Name(name.to_owned()));
+        if let Some(addr) = addr {
+            windows.remove(&Key::Pair(addr, name.to_owned()));
+        }
+    }
+
+    fn is_trusted(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> bool {
+        let Some(addr) = addr else { return false };
+        let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        trusted
+            .get(&(addr, name.to_owned()))
+            .is_some_and(|t| now.saturating_duration_since(*t) < TRUST)
+    }
+
+    fn keys(addr: Option<IpAddr>, name: &str) -> Vec<(Key, u32)> {
+        let mut keys = vec![(Key::Name(name.to_owned()), PER_NAME)];
+        if let Some(addr) = addr {
+            keys.push((Key::Pair(addr, name.to_owned()), PER_ADDRESS_AND_NAME));
+            keys.push((Key::Address(addr), PER_ADDRESS));
+        }
+        keys
+    }
+
+    fn check_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> Result<(), Duration> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let mut wait = Duration::ZERO;
+        for (key, limit) in Self::keys(addr, name) {
+            if matches!(key, Key::Name(_)) && self.is_trusted(addr, name, now) {
+                continue;
+            }
+            if let Some(w) = windows.get(&key) {
+                let age = now.saturating_duration_since(w.started);
+                if age < WINDOW && w.failures >= limit {
+                    wait = wait.max(WINDOW - age);
+                }
+            }
+        }
+        if wait.is_zero() { Ok(()) } else { Err(wait) }
+    }
+
+    fn failed_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= MAX_KEYS {
+            windows.retain(|_, w| now.saturating_duration_since(w.started) < WINDOW);
+        }
+        for (key, _) in Self::keys(addr, name) {
+            let full = windows.len() >= MAX_KEYS;
+            match windows.get_mut(&key) {
+                Some(w) if now.saturating_duration_since(w.started) < WINDOW => {
+                    w.failures = w.failures.saturating_add(1);
+                }
+                Some(w) => {
+                    *w = Window {
+                        failures: 1,
+                        started: now,
+                    }
+                }
+                None if full => {}
+                None => {
+                    windows.insert(
+                        key,
+                        Window {
+                            failures: 1,
+                            started: now,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_one_pc_out_then_forgives() {
+        let t = Throttle::new();
+        let pc: IpAddr = "10.0.0.7".parse().unwrap();
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..PER_ADDRESS_AND_NAME {
+            assert!(t.check_at(Some(pc), "alice", now).is_ok());
+            t.failed_at(Some(pc), "alice", now);
+        }
+        let wait = t.check_at(Some(pc), "alice", now).unwrap_err();
+        assert!(wait <= WINDOW && wait > Duration::ZERO);
+        assert!(t.check_at(Some(other), "alice", now).is_ok(), "other PCs");
+        assert!(t.check_at(Some(pc), "bob", now).is_ok(), "other names");
+        assert!(
+            t.check_at(Some(pc), "alice", now + WINDOW).is_ok(),
+            "expires"
+        );
+    }
+
+    #[test]
+    fn guessing_elsewhere_does_not_lock_the_owners_own_pc() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        let home: IpAddr = "10.0.0.1".parse().unwrap();
+        t.succeeded_at(Some(home), "alice", now);
+        for i in 0..PER_NAME {
+            let addr: IpAddr = format!("10.0.9.{i}").parse().unwrap();
+            t.failed_at(Some(addr), "alice", now);
+        }
+        assert!(
+            t.check_at(Some("10.0.8.1".parse().unwrap()), "alice", now)
+                .is_err()
+        );
+        assert!(
+            t.check_at(Some(home), "alice", now).is_ok(),
+            "trusted address"
+        );
+        assert!(
+            t.check_at(Some(home), "alice", now + TRUST).is_ok(),
+            "window over"
+        );
+        for _ in 0..PER_ADDRESS_AND_NAME {
+            t.failed_at(Some(home), "alice", now);
+        }
+        assert!(
+            t.check_at(Some(home), "alice", now).is_err(),
+            "own limit holds"
+        );
+    }
+
+    #[test]
+    fn per_name_and_per_address_limits() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        for i in 0..PER_NAME {
+            let addr: IpAddr = format!("10.0.1.{i}").parse().unwrap();
+            t.failed_at(Some(addr), "alice", now);
+        }
+        assert!(
+            t.check_at(Some("10.0.2.1".parse().unwrap()), "alice", now)
+                .is_err()
+        );
+        t.succeeded(None, "alice");
+        assert!(
+            t.check_at(Some("10.0.2.1".parse().unwrap()), "alice", now)
+                .is_ok()
+        );
+
+        let guesser: IpAddr = "10.0.3.3".parse().unwrap();
+        for i in 0..PER_ADDRESS {
+            t.failed_at(Some(guesser), &format!("user{i}"), now);
+        }
+        assert!(t.check_at(Some(guesser), "someone-new", now).is_err());
+        assert!(t.check_at(None, "someone-new", now).is_ok());
+    }
+}
