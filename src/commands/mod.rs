@@ -21,9 +21,3 @@ pub use server::server;
 pub use status::status;
 pub use user::user;
 pub use versions::versions;
-
-/// What a command that is not built yet answers.
-fn not_yet(name: &str) -> anyhow::Result<std::process::ExitCode> {
-    eprintln!("ects: `{name}` is not available yet");
-    Ok(std::process::ExitCode::from(2))
-}
