@@ -99,6 +99,19 @@ pub enum UserCommand {
     },
     /// Stop a user from signing in; their stored work is kept.
     Disable { name: String },
+    /// Add every user of a class list (lines `name,role[,password]`), all or none.
+    ///
+    /// A header line `name,role,password` is optional; `;` works as well as `,`; an
+    /// empty role means student. Passwords left out are generated and written to
+    /// --passwords-out (a new file only you can read).
+    Import {
+        /// The class list, e.g. exported from a spreadsheet as CSV (UTF-8).
+        csv: PathBuf,
+        /// Where to write the generated passwords (default: CSV-passwords.csv beside
+        /// the list). Never replaces an existing file.
+        #[arg(long)]
+        passwords_out: Option<PathBuf>,
+    },
     /// List users, roles and whether they are enabled.
     List,
 }
@@ -188,6 +201,13 @@ pub struct StatusArgs {
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Wait until no upload is pending (for logoff scripts): exit 0 then, 1 if some
+    /// uploads were refused for good, 3 on --timeout. The drive must keep running.
+    #[arg(long, env = "ECTS_WAIT")]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (default: wait as long as it takes).
+    #[arg(long, env = "ECTS_TIMEOUT", requires = "wait")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,23 @@ struct UsersFile {
     users: Vec<Record>,
 }
 
+/// One user for [`UserDb::add_many`].
+pub struct NewUser {
+    pub name: UserName,
+    pub role: Role,
+    pub password: String,
+}
+
+// By hand, so a password never reaches a log through `{:?}`.
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The answer to a sign-in attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
@@ -84,6 +101,10 @@ pub enum UsersError {
     Name(#[from] NameError),
     #[error("user {0} already exists")]
     Exists(String),
+    #[error("these users already exist: {}", .0.join(", "))]
+    ExistMany(Vec<String>),
+    #[error("user {0} appears twice in the list")]
+    Duplicate(String),
     #[error("no user named {0}")]
     NotFound(String),
     #[error("the password is empty")]
@@ -209,6 +230,49 @@ impl UserDb {
             role,
             disabled: false,
         })
+    }
+
+    /// Adds many users at once: every password is hashed first, then one locked
+    /// rewrite of users.toml adds them all, or none when any name is taken (or given
+    /// twice), so a class list never ends up half imported.
+    pub fn add_many(&self, new: &[NewUser]) -> Result<Vec<User>, UsersError> {
+        let mut seen = std::collections::HashSet::new();
+        for u in new {
+            if !seen.insert(u.name.as_str()) {
+                return Err(UsersError::Duplicate(u.name.to_string()));
+            }
+        }
+        let records = new
+            .iter()
+            .map(|u| {
+                Ok(Record {
+                    name: u.name.to_string(),
+                    role: u.role,
+                    password_hash: hash_password(&u.password)?,
+                    disabled: false,
+                })
+            })
+            .collect::<Result<Vec<_>, UsersError>>()?;
+        self.edit(|file| {
+            let taken: Vec<String> = records
+                .iter()
+                .filter(|r| file.users.iter().any(|e| e.name == r.name))
+                .map(|r| r.name.clone())
+                .collect();
+            if !taken.is_empty() {
+                return Err(UsersError::ExistMany(taken));
+            }
+            file.users.extend(records);
+            Ok(())
+        })?;
+        Ok(new
+            .iter()
+            .map(|u| User {
+                name: u.name.clone(),
+                role: u.role,
+                disabled: false,
+            })
+            .collect())
     }
 
     /// Registration (`--allow-registration`): the first sign-in with an unknown name
@@ -341,14 +405,20 @@ fn stamp_of(m: &fs::Metadata) -> Stamp {
     )
 }
 
-/// Hashes a password with argon2id and a fresh random salt (PHC string format).
-pub fn hash_password(password: &str) -> Result<String, UsersError> {
+/// Refuses a password [`hash_password`] would refuse, without the cost of hashing.
+pub fn check_password(password: &str) -> Result<(), UsersError> {
     if password.is_empty() {
         return Err(UsersError::EmptyPassword);
     }
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(UsersError::PasswordTooLong);
     }
+    Ok(())
+}
+
+/// Hashes a password with argon2id and a fresh random salt (PHC string format).
+pub fn hash_password(password: &str) -> Result<String, UsersError> {
+    check_password(password)?;
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -453,6 +523,44 @@ mod tests {
         ));
         assert!(db.is_empty().unwrap());
         assert!(!dir.path().join("users.toml").exists());
+    }
+
+    #[test]
+    fn add_many_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        db.add(&name("taken"), Role::Student, "pw").unwrap();
+        let new = |n: &str, pw: &str| NewUser {
+            name: name(n),
+            role: Role::Student,
+            password: pw.into(),
+        };
+        let err = db
+            .add_many(&[new("a", "1"), new("taken", "2"), new("b", "3")])
+            .unwrap_err();
+        assert!(
+            matches!(&err, UsersError::ExistMany(v) if v == &["taken"]),
+            "{err}"
+        );
+        assert!(matches!(
+            db.add_many(&[new("a", "1"), new("a", "2")]),
+            Err(UsersError::Duplicate(_))
+        ));
+        assert!(matches!(
+            db.add_many(&[new("a", "1"), new("b", "")]),
+            Err(UsersError::EmptyPassword)
+        ));
+        assert_eq!(
+            db.list().unwrap().len(),
+            1,
+            "nothing was added by a refused batch"
+        );
+
+        let added = db.add_many(&[new("a", "1"), new("b", "2")]).unwrap();
+        assert_eq!(added.len(), 2);
+        assert!(matches!(db.authenticate("a", "1").unwrap(), Auth::Ok(_)));
+        assert!(matches!(db.authenticate("b", "2").unwrap(), Auth::Ok(_)));
+        assert_eq!(db.list().unwrap().len(), 3);
     }
 
     #[test]

@@ -123,7 +123,8 @@ pub fn default_cache_dir(server: &str, user: &UserName) -> Option<PathBuf> {
             std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
+        })
+        .or_else(windows_cache_base)?;
     let server = normalize_server(server);
     let host: String = server
         .split_once("://")
@@ -138,6 +139,16 @@ pub fn default_cache_dir(server: &str, user: &UserName) -> Option<PathBuf> {
         })
         .collect();
     Some(base.join("ects").join(format!("{host}_{user}")))
+}
+
+/// Windows has no HOME: its per-user, non-roaming cache folder is %LOCALAPPDATA%.
+fn windows_cache_base() -> Option<PathBuf> {
+    if !cfg!(windows) {
+        return None;
+    }
+    std::env::var_os("LOCALAPPDATA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The spool folder inside a cache folder. The drive, `ects backup` and `ects status`

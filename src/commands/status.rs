@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
@@ -10,6 +11,9 @@ use crate::names::UserName;
 /// `ects status [--cache DIR] [--server URL]`: the spool of a drive or backup, read
 /// without taking it over (works while the drive runs). Exit 1 when uploads failed.
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.wait {
+        return wait_for_uploads(&args);
+    }
     let spools = find_spools(&args)?;
     let reachable = args
         .connect
@@ -35,6 +39,65 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Exit code of `ects status --wait` when --timeout passed with uploads still pending.
+const TIMED_OUT: u8 = 3;
+
+/// `ects status --wait [--timeout S]`: polls the spool(s) until nothing is pending.
+/// Another process (the drive, `ects backup`) does the uploading; this only watches.
+fn wait_for_uploads(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let spools = match find_spools(args) {
+        Ok(s) => s,
+        Err(e) => {
+            // At logoff, a drive that never captured anything has nothing to send.
+            println!("nothing to wait for: {e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let deadline = args
+        .timeout
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let mut announced = false;
+    loop {
+        let statuses = spools
+            .iter()
+            .map(|d| SpoolStatus::read(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pending: usize = statuses.iter().map(|s| s.pending).sum();
+        let failed: usize = statuses.iter().map(|s| s.failed.len()).sum();
+        if pending == 0 {
+            if failed > 0 {
+                for s in &statuses {
+                    print!("{}", render_status(s));
+                }
+                println!("all uploads done, but {failed} were refused by the server (see above)");
+                return Ok(ExitCode::from(1));
+            }
+            println!("all uploads done");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let bytes: u64 = statuses.iter().map(|s| s.pending_bytes).sum();
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            println!(
+                "timed out after {} s: {pending} version(s) ({}) still waiting to upload; \
+                 they stay in the spool and are sent by the next mount (is the drive still running?)",
+                args.timeout.unwrap_or(0),
+                crate::client::spool::human_bytes(bytes),
+            );
+            return Ok(ExitCode::from(TIMED_OUT));
+        }
+        if !announced {
+            println!(
+                "waiting for {pending} version(s) ({}) to upload",
+                crate::client::spool::human_bytes(bytes)
+            );
+            announced = true;
+        }
+        let step = Duration::from_millis(250);
+        std::thread::sleep(left.map_or(step, |l| l.min(step)));
+    }
 }
 
 /// `GET /api/v1/health` (no credentials needed).

@@ -19,6 +19,7 @@ mod backing;
 mod nodes;
 mod versioning;
 mod view;
+pub mod windows_names;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
