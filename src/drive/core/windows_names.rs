@@ -440,7 +440,7 @@ mod tests {
                     Some(1),
                 )
                 .unwrap();
-            self.drive.write(opened.fh, 0, data).unwrap();
+            self.drive.write(opened.fh, 0, data, false).unwrap();
             self.drive.flush(opened.fh, Some(1)).unwrap();
             self.drive.release(opened.fh).unwrap();
             name
