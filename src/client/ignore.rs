@@ -1,6 +1,6 @@
 //! Names that are kept locally but never uploaded (SPEC §4): editor lock and swap
-//! files, OS thumbnails and folder settings, temp files. Shared by the drive and
-//! `ects backup`, so both skip exactly the same files.
+//! files, OS thumbnails and folder settings, temp files, editor backups. Shared by the
+//! drive and `ects backup`, so both skip exactly the same files.
 
 /// The default patterns. `*` matches any run of characters; matching ignores ASCII case,
 /// because the same names show up in upper case from Windows tools (`THUMBS.DB`, `X.TMP`).
@@ -15,6 +15,11 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
     "Thumbs.db",
     "desktop.ini",
     ".goutputstream-*",
+    // Beyond SPEC's list: backup copies vim, emacs and gedit make while saving (their
+    // content is the previous version, already stored) and the probe file vim creates
+    // and deletes to test a folder. Without these a vim save leaves stray versions.
+    "*~",
+    "4913",
 ];
 
 /// Whether a file name (one path component, not a path) matches a default pattern.
@@ -92,6 +97,8 @@ mod tests {
             "THUMBS.DB",
             "desktop.ini",
             ".goutputstream-ABC123",
+            "essay.txt~",
+            "4913",
         ] {
             assert!(is_ignored(name), "{name} should be ignored");
         }
@@ -110,6 +117,8 @@ mod tests {
             "Thumbs.db.bak",
             "my desktop.ini.txt",
             "Übung.tmp.odt",
+            "49130",
+            ".versions",
             "",
         ] {
             assert!(!is_ignored(name), "{name} should be kept");

@@ -10,7 +10,6 @@
 
 pub mod core;
 pub mod fuse;
-pub mod ignore;
 pub mod sink;
 
 pub use self::core::{Drive, DriveError, DriveOptions};

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use super::super::ignore::is_ignored;
 use super::super::sink::{SinkError, VersionSink};
+use crate::client::ignore::is_ignored;
 use crate::names::RelPath;
 use crate::store::Digest;
 
