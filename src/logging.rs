@@ -6,9 +6,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` wins over `-v`.
 pub fn init(verbose: u8) {
+    // fuser logs routine events at info/warn (e.g. a warning after every clean
+    // unmount); only its errors matter to a person running the drive.
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "info,fuser=error",
+        1 => "debug,fuser=warn",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
