@@ -451,28 +451,35 @@ impl Drive {
     /// slip into it. With `defer_empty`, an empty file is left for the release to judge:
     /// shells close a `dup`ed descriptor right after `> file` truncates it.
     fn consider_node(&self, ino: Ino, defer_empty: bool) {
-        let rel = {
+        let mut rel = {
             let mut t = lock(&self.nodes);
-            let rel = match t.get(ino) {
-                Some(n)
-                    if matches!(n.kind, NodeKind::Backing) && n.writers == 0 && !n.capturing =>
-                {
-                    t.rel_path(ino)
-                }
-                _ => None,
-            };
-            let Some(rel) = rel else { return };
-            if let Some(n) = t.get_mut(ino) {
-                n.capturing = true;
+            let Some(n) = t.get_mut(ino) else { return };
+            if !matches!(n.kind, NodeKind::Backing) || n.writers > 0 {
+                // Not a backing file, or still open for writing: the last writer's
+                // close or release considers it.
+                return;
             }
-            rel
+            if n.capturing {
+                // Another thread is taking a version of this node right now, perhaps
+                // under its old name: it looks again when done.
+                n.recheck = true;
+                return;
+            }
+            n.capturing = true;
+            t.rel_path(ino)
         };
-        self.versioning.consider(&rel, defer_empty);
-        let mut t = lock(&self.nodes);
-        if let Some(n) = t.get_mut(ino) {
-            n.capturing = false;
+        loop {
+            if let Some(r) = &rel {
+                self.versioning.consider(r, defer_empty);
+            }
+            let mut t = lock(&self.nodes);
+            let Some(n) = t.get_mut(ino) else { break };
+            if !std::mem::take(&mut n.recheck) || n.writers > 0 {
+                n.capturing = false;
+                break;
+            }
+            rel = t.rel_path(ino);
         }
-        drop(t);
         self.captured.notify_all();
     }
 

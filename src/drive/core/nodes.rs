@@ -46,6 +46,10 @@ pub struct Node {
     pub orphan: bool,
     /// A version of it is being captured; opens for writing wait for it.
     pub capturing: bool,
+    /// Asked to take a version while a capture of this node was running (e.g. a rename
+    /// onto a versioned name racing the release of the last handle): the capturing
+    /// thread looks again when it is done, so that request is never dropped.
+    pub recheck: bool,
     /// Names in the table whose parent is this node.
     kids: u32,
 }
@@ -71,6 +75,7 @@ impl Default for NodeTable {
                 open: 0,
                 orphan: false,
                 capturing: false,
+                recheck: false,
                 kids: 0,
             },
         );
@@ -133,6 +138,7 @@ impl NodeTable {
                 open: 0,
                 orphan: false,
                 capturing: false,
+                recheck: false,
                 kids: 0,
             },
         );

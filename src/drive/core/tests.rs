@@ -16,6 +16,9 @@ use crate::store::{Digest, MemStore, Store};
 struct Recorder {
     captures: Mutex<Vec<(String, Vec<u8>)>>,
     store: Option<(Arc<MemStore>, UserName)>,
+    /// When set, a capture of this path meets the test at the first barrier and waits
+    /// at the second: lets a test act while a capture is under way.
+    gate: Mutex<Option<(String, Arc<(std::sync::Barrier, std::sync::Barrier)>)>>,
 }
 
 impl Recorder {
@@ -27,6 +30,13 @@ impl Recorder {
 impl VersionSink for Recorder {
     fn capture(&self, path: &RelPath, source: &Path) -> std::result::Result<Digest, SinkError> {
         let bytes = std::fs::read(source).map_err(SinkError::Read)?;
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some((gated, barriers)) = gate
+            && gated == path.as_str()
+        {
+            barriers.0.wait();
+            barriers.1.wait();
+        }
         if let Some((store, user)) = &self.store {
             store
                 .put(user, path, &mut &bytes[..], u64::MAX, None)
@@ -69,6 +79,7 @@ fn fixture() -> Fixture {
     let rec = Arc::new(Recorder {
         captures: Mutex::default(),
         store: Some((store.clone(), user.clone())),
+        gate: Mutex::default(),
     });
     let source = Arc::new(StoreSource::new(
         store.clone() as Arc<dyn Store>,
@@ -261,6 +272,44 @@ fn rename_onto_a_name_versions_the_destination() {
     f.drive.unlink(ROOT, OsStr::new("~WRL0001.tmp")).unwrap();
     f.drive.unlink(ROOT, OsStr::new("~$doc.docx")).unwrap();
     assert_eq!(f.taken(), vec![v("doc.docx", b"v1"), v("doc.docx", b"v2")]);
+}
+
+#[test]
+fn a_rename_during_a_capture_still_versions_the_destination() {
+    // FUSE runs a handle's release and a rename on different threads: a rename onto a
+    // versioned name can arrive while the release's capture (of the old name) runs.
+    // The rename's request must not be dropped because a capture was under way.
+    let f = fixture();
+    let (_, fh) = f.create(ROOT, "draft.txt");
+    f.write(fh, 0, b"v1");
+    f.drive.flush(fh, Some(1)).unwrap();
+    // Written after the close (a dup'ed descriptor): the release captures it.
+    f.write(fh, 0, b"v2");
+    let barriers = Arc::new((std::sync::Barrier::new(2), std::sync::Barrier::new(2)));
+    *f.rec.gate.lock().unwrap() = Some(("draft.txt".into(), barriers.clone()));
+    std::thread::scope(|s| {
+        let releasing = s.spawn(|| f.drive.release(fh).unwrap());
+        barriers.0.wait(); // the release's capture of draft.txt is under way
+        f.drive
+            .rename(
+                ROOT,
+                OsStr::new("draft.txt"),
+                ROOT,
+                OsStr::new("final.txt"),
+                0,
+            )
+            .unwrap();
+        barriers.1.wait();
+        releasing.join().unwrap();
+    });
+    assert_eq!(
+        f.taken(),
+        vec![
+            v("draft.txt", b"v1"),
+            v("draft.txt", b"v2"),
+            v("final.txt", b"v2")
+        ]
+    );
 }
 
 #[test]
