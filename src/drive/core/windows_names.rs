@@ -436,7 +436,7 @@ mod tests {
                     parent,
                     &name,
                     0o644,
-                    libc::O_WRONLY | libc::O_TRUNC,
+                    crate::drive::core::posix::O_WRONLY | crate::drive::core::posix::O_TRUNC,
                     Some(1),
                 )
                 .unwrap();
