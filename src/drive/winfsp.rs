@@ -514,7 +514,10 @@ impl FileSystemContext for WinFspDrive {
         let Some(h) = context else {
             return Ok(());
         };
-        if let Some(fh) = h.fh {
+        // Windows flushes only through handles that may write.
+        if let Some(fh) = h.fh
+            && h.writable
+        {
             self.drive.fsync(fh, false).map_err(status_of)?;
         }
         self.fill_from(h, file_info)
@@ -873,16 +876,9 @@ fn load_installed_dll() {
     }
 }
 
-/// A mounted drive; unmounts and stops when dropped.
+/// A mounted drive; `FileSystemHost`'s own drop unmounts it and stops the dispatcher.
 pub struct Mounted {
-    host: FileSystemHost<WinFspDrive>,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        self.host.unmount();
-        self.host.stop();
-    }
+    _host: FileSystemHost<WinFspDrive>,
 }
 
 /// Mounts the drive on a drive letter (`B:`) or a folder that does not exist yet;
@@ -916,24 +912,17 @@ pub fn mount(
         params.prefix(prefix);
     }
     let context = WinFspDrive::new(drive).map_err(WinFspError::Security)?;
-    let mut host = FileSystemHost::new(params, context)
-        .map_err(host_err("creating the WinFsp file system"))?;
-    host.mount(mountpoint).map_err(host_err(
-        "mounting the drive (is the letter or folder free?)",
-    ))?;
-    let mut mounted = Mounted { host };
-    mounted
-        .host
-        .start()
-        .map_err(host_err("starting the WinFsp dispatcher"))?;
-    Ok(mounted)
-}
-
-/// Wraps `FileSystemHost`'s errors (`windows::core::Error`) without naming their type,
-/// so this crate needs no `windows` dependency of its own.
-fn host_err<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> WinFspError {
-    move |e| WinFspError::Host {
-        what,
+    let mut host = FileSystemHost::new(params, context).map_err(|e| WinFspError::Host {
+        what: "creating the WinFsp file system",
         detail: e.to_string(),
-    }
+    })?;
+    host.mount(mountpoint).map_err(|e| WinFspError::Host {
+        what: "mounting the drive (is the drive letter or folder free?)",
+        detail: e.to_string(),
+    })?;
+    host.start().map_err(|e| WinFspError::Host {
+        what: "starting the WinFsp dispatcher",
+        detail: e.to_string(),
+    })?;
+    Ok(Mounted { _host: host })
 }
