@@ -138,7 +138,8 @@ pub struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// Empty folder to mount the drive on.
+    /// Empty folder to mount the drive on; on Windows a drive letter such as `B:`, or a
+    /// folder that does not exist yet.
     pub mountpoint: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -151,6 +152,11 @@ pub struct MountArgs {
     /// Seconds to keep uploading at unmount before leaving the rest in the spool.
     #[arg(long, env = "ECTS_DRAIN_TIMEOUT", default_value_t = 10)]
     pub drain_timeout: u64,
+    /// Windows only: serve the drive as the network share `\\server\share` given
+    /// here as `\server\share` (e.g. `\ects\alice`), so Explorer shows it as a
+    /// network drive and `net use` / GPO drive maps work through the WinFsp launcher.
+    #[arg(long, env = "ECTS_VOLUME_PREFIX")]
+    pub volume_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@
 //! argon2. Any change to users.toml clears that memory.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -373,9 +373,7 @@ impl UserDb {
         // tempfile creates files with mode 0600 already: hashes stay private.
         tmp.persist(&self.path)
             .map_err(|e| self.io_err(&self.path)(e.error))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(self.io_err(dir))?;
+        crate::store::sync_dir(dir).map_err(self.io_err(dir))?;
         drop(lock);
         self.refresh()
     }
@@ -397,12 +395,13 @@ fn find_mut<'a>(file: &'a mut UsersFile, name: &UserName) -> Result<&'a mut Reco
 }
 
 fn stamp_of(m: &fs::Metadata) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    (
-        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        m.len(),
-        m.ino(),
-    )
+    // The inode tells a replaced file from one edited in place within the same
+    // mtime tick; Windows std has no stable file id, so there mtime and size decide.
+    #[cfg(unix)]
+    let id = std::os::unix::fs::MetadataExt::ino(m);
+    #[cfg(not(unix))]
+    let id = 0;
+    (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), id)
 }
 
 /// Refuses a password [`hash_password`] would refuse, without the cost of hashing.
@@ -500,12 +499,15 @@ mod tests {
         assert_eq!(hashes.len(), 2);
         assert!(hashes.iter().all(|h| h.contains("$argon2id$")));
         assert_ne!(hashes[0], hashes[1]);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("users.toml"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "users.toml must not be readable by others");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("users.toml"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "users.toml must not be readable by others");
+        }
     }
 
     #[test]

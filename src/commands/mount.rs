@@ -1,11 +1,16 @@
 //! `ects mount MOUNTPOINT`: the drive, in the foreground, until Ctrl-C, SIGTERM or
-//! `fusermount3 -u`.
+//! `fusermount3 -u` (Unix, FUSE), or Ctrl-C (Windows, WinFsp: see [`windows`]).
+//!
+//! The backend, cache folder, spool, drive core and index saver are the same on every
+//! platform ([`prepare`], [`spawn_saver`], [`finish`]); only the session differs.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+#[cfg(unix)]
+use std::sync::Mutex;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,11 +20,15 @@ use crate::client::{
     ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, StoreUploader, Uploader,
     default_cache_dir, spool_dir,
 };
+#[cfg(unix)]
 use crate::drive::fuse::{FuseDrive, IoMode};
 use crate::drive::sink::{StoreSource, VersionSink, VersionSource};
 use crate::drive::{Drive, DriveOptions};
 use crate::names::UserName;
 use crate::store::{FsStore, Store};
+
+#[cfg(windows)]
+mod windows;
 
 /// Bytes of fetched `.versions` contents kept on disk.
 const VERSIONS_CACHE_BYTES: u64 = 512 << 20;
@@ -83,13 +92,30 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     if let Some(u) = &args.connect.user {
         UserName::parse(u).with_context(|| format!("--user {u:?}"))?;
     }
-    let mountpoint = check_mountpoint(&args.mountpoint)?;
-    // Before any thread starts, so that only the signal thread ever sees them.
-    let signals = block_signals();
-    let mounted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let force: Arc<Mutex<Option<ForceExit>>> = Arc::default();
-    spawn_signal_thread(signals, mounted.clone(), force.clone(), mountpoint.clone());
+    #[cfg(unix)]
+    return mount_fuse(args);
+    #[cfg(windows)]
+    return windows::mount(args);
+    #[cfg(not(any(unix, windows)))]
+    bail!(
+        "`ects mount` is not supported on this platform: the drive needs FUSE (Linux) or \
+         WinFsp (Windows). The other commands (backup, versions, restore, status) work here."
+    )
+}
 
+/// The drive, ready to be served by a platform adapter.
+struct Prepared {
+    user: UserName,
+    describe: String,
+    drive: Arc<Drive>,
+    sink: Arc<dyn VersionSink>,
+    /// Held while mounted: one drive per cache folder.
+    _cache_lock: File,
+}
+
+/// Everything but the platform session: backend, cache folder and its lock, spool,
+/// the drive core, and the reconcile of files changed while unmounted.
+fn prepare(args: &MountArgs) -> anyhow::Result<Prepared> {
     let Backend {
         user,
         cache,
@@ -98,9 +124,9 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
         describe,
         remote,
     } = if args.connect.server.is_some() {
-        server(&args)?
+        server(args)?
     } else {
-        embedded(&args)?
+        embedded(args)?
     };
     fs::create_dir_all(&cache)
         .with_context(|| format!("creating the cache folder {}", cache.display()))?;
@@ -138,6 +164,74 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
             "took versions of files changed while the drive was not mounted"
         );
     }
+    Ok(Prepared {
+        user,
+        describe,
+        drive,
+        sink,
+        _cache_lock,
+    })
+}
+
+/// Saves the drive's index every few seconds until the returned sender is dropped.
+fn spawn_saver(
+    drive: &Arc<Drive>,
+) -> anyhow::Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let drive = drive.clone();
+    let saver = std::thread::Builder::new()
+        .name("ects-index".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(SAVE_EVERY) {
+                if let Err(e) = drive.save_index() {
+                    tracing::warn!(error = %e, "could not save the drive's index");
+                }
+            }
+        })
+        .context("starting the index saver")?;
+    Ok((stop_tx, saver))
+}
+
+/// After the session: saves the index, drains the spool for a bounded time and says
+/// how many versions are left for the next mount.
+fn finish(drive: &Drive, sink: &Arc<dyn VersionSink>, drain_timeout: u64, ok: bool) -> ExitCode {
+    if let Err(e) = drive.save_index() {
+        tracing::warn!(error = %e, "could not save the drive's index");
+    }
+    let left = sink.drain(Duration::from_secs(drain_timeout));
+    if left == 0 {
+        println!("ects: unmounted; every version is stored");
+    } else {
+        println!(
+            "ects: unmounted; {left} version(s) still waiting in the spool, sent at the next mount"
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(unix)]
+fn mount_fuse(args: MountArgs) -> anyhow::Result<ExitCode> {
+    if args.volume_prefix.is_some() {
+        bail!("--volume-prefix is for Windows only (a WinFsp network drive); leave it out here");
+    }
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    // Before any thread starts, so that only the signal thread ever sees them.
+    let signals = block_signals();
+    let mounted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let force: Arc<Mutex<Option<ForceExit>>> = Arc::default();
+    spawn_signal_thread(signals, mounted.clone(), force.clone(), mountpoint.clone());
+
+    let Prepared {
+        user,
+        describe,
+        drive,
+        sink,
+        _cache_lock,
+    } = prepare(&args)?;
 
     // Modes arrive already masked by the kernel; don't mask them twice.
     // SAFETY: umask only changes this process's file creation mask.
@@ -190,20 +284,7 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
         })
     });
 
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let saver = {
-        let drive = drive.clone();
-        std::thread::Builder::new()
-            .name("ects-index".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(SAVE_EVERY) {
-                    if let Err(e) = drive.save_index() {
-                        tracing::warn!(error = %e, "could not save the drive's index");
-                    }
-                }
-            })
-            .context("starting the index saver")?
-    };
+    let (stop_tx, saver) = spawn_saver(&drive)?;
 
     println!(
         "ects: drive mounted at {} (user {user}, {describe}, {}); Ctrl-C to unmount",
@@ -221,22 +302,7 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = &served {
         tracing::error!(error = %e, "the drive stopped with an error");
     }
-    if let Err(e) = drive.save_index() {
-        tracing::warn!(error = %e, "could not save the drive's index");
-    }
-    let left = sink.drain(Duration::from_secs(args.drain_timeout));
-    if left == 0 {
-        println!("ects: unmounted; every version is stored");
-    } else {
-        println!(
-            "ects: unmounted; {left} version(s) still waiting in the spool, sent at the next mount"
-        );
-    }
-    Ok(if served.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(finish(&drive, &sink, args.drain_timeout, served.is_ok()))
 }
 
 /// The OS user's name if it is a valid ects user name, else `local`.
@@ -246,6 +312,12 @@ fn default_user() -> UserName {
         .unwrap_or_else(|| UserName::parse("local").expect("\"local\" is a valid user name"))
 }
 
+#[cfg(not(unix))]
+fn os_user_name() -> Option<String> {
+    std::env::var("USERNAME").ok()
+}
+
+#[cfg(unix)]
 fn os_user_name() -> Option<String> {
     // SAFETY: getpwuid_r writes into the buffers we own; the result points into them.
     unsafe {
@@ -269,11 +341,17 @@ fn os_user_name() -> Option<String> {
     }
 }
 
-/// `$XDG_CACHE_HOME/ects/local-<user>-<data hash>` (or under `~/.cache`).
+/// `$XDG_CACHE_HOME/ects/local-<user>-<data hash>` (or under `~/.cache`; on Windows
+/// under `%LOCALAPPDATA%`).
 fn default_cache(data: &Path, user: &UserName) -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| {
+            std::env::var_os("LOCALAPPDATA")
+                .filter(|v| cfg!(windows) && !v.is_empty())
+                .map(PathBuf::from)
+        })
         .context("no cache folder: set --cache, XDG_CACHE_HOME or HOME")?;
     let key = crate::store::Digest::of(data.as_os_str().as_encoded_bytes()).short();
     Ok(base.join("ects").join(format!("local-{user}-{key}")))
@@ -299,6 +377,7 @@ fn lock_cache(cache: &Path) -> anyhow::Result<File> {
     }
 }
 
+#[cfg(unix)]
 /// Refuses a mountpoint that is a stale mount, already mounted, not a folder or not
 /// empty; creates it if missing. Returns its absolute path.
 fn check_mountpoint(mp: &Path) -> anyhow::Result<PathBuf> {
@@ -336,6 +415,7 @@ fn check_mountpoint(mp: &Path) -> anyhow::Result<PathBuf> {
     Ok(abs)
 }
 
+#[cfg(unix)]
 /// The kernel's control file that aborts this mount's FUSE connection. Read from
 /// mountinfo: a `stat` of our own mountpoint would wait for the session we are about
 /// to run.
@@ -351,6 +431,7 @@ fn fuse_connection(mountpoint: &Path) -> Option<PathBuf> {
     abort.exists().then_some(abort)
 }
 
+#[cfg(unix)]
 /// Whether `path` appears as a mount point in /proc/self/mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
@@ -362,6 +443,7 @@ pub fn is_mount_point(path: &Path) -> bool {
         .any(|m| unescape_mountinfo(m) == want)
 }
 
+#[cfg(unix)]
 fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
@@ -381,6 +463,7 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[cfg(unix)]
 /// Unmounts; lazily (detached now, gone when the last open file closes) if files are
 /// still open. Returns whether it had to be lazy.
 fn unmount(mountpoint: &Path) -> std::io::Result<bool> {
@@ -426,9 +509,11 @@ fn unmount(mountpoint: &Path) -> std::io::Result<bool> {
     }
 }
 
+#[cfg(unix)]
 /// What a second Ctrl-C does: end the drive although files are still open.
 type ForceExit = Box<dyn FnOnce() + Send>;
 
+#[cfg(unix)]
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread started after, so
 /// only the signal thread receives them.
 fn block_signals() -> libc::sigset_t {
@@ -444,6 +529,7 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+#[cfg(unix)]
 /// Waits for Ctrl-C / SIGTERM / SIGHUP and unmounts, which ends the session loop.
 /// Before the drive is mounted, a signal simply ends the process: nothing is lost, the
 /// next mount's reconcile takes what was not stored yet.

@@ -367,7 +367,7 @@ impl Store for FsStore {
         let container = self.container(user, path);
         let entries = match fs::read_dir(&container) {
             Ok(entries) => entries,
-            Err(e) if is_missing(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(e) if is_missing(&e) || is_not_a_dir(&e) => {
                 return Ok(Vec::new());
             }
             Err(e) => return Err(StoreError::Io(e)),
@@ -401,7 +401,7 @@ impl Store for FsStore {
         let entries = match fs::read_dir(&base) {
             Ok(entries) => entries,
             Err(e) if dir.is_none() && is_missing(&e) => return Ok(Some(Tree::default())),
-            Err(e) if is_missing(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(e) if is_missing(&e) || is_not_a_dir(&e) => {
                 return Ok(None);
             }
             Err(e) => return Err(StoreError::Io(e)),
@@ -452,7 +452,7 @@ impl Store for FsStore {
         let name = format!("{sha256}{}", path.version_ext());
         let file = match File::open(container.join(&name)) {
             Ok(f) => f,
-            Err(e) if is_missing(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(e) if is_missing(&e) || is_not_a_dir(&e) => {
                 return Err(StoreError::NotFound);
             }
             Err(e) => return Err(StoreError::Io(e)),
@@ -493,7 +493,7 @@ pub(crate) fn classify(dir: &Path) -> io::Result<Kind> {
     let mut entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if is_missing(&e) => return Ok(Kind::Missing),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(Kind::NotADir),
+        Err(e) if is_not_a_dir(&e) => return Ok(Kind::NotADir),
         Err(e) => return Err(e),
     };
     match entries.next() {
@@ -524,12 +524,31 @@ pub(crate) fn is_version_name_for(name: &str, container: &str) -> bool {
     matches!(parse_version_name(name), Some((_, ext)) if ext == version_ext(container))
 }
 
+/// Makes a folder's entries (a new name, a rename) durable.
+#[cfg(unix)]
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Windows cannot open a folder as a plain `File` nor flush one; NTFS journals its
+/// metadata, so a completed rename or link survives a crash without it.
+#[cfg(not(unix))]
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    let _ = dir;
+    Ok(())
+}
+
 fn is_missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
+}
+
+/// A path component that should be a folder is a file (ENOTDIR).
+fn is_not_a_dir(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ENOTDIR) {
+        return true;
+    }
+    e.kind() == io::ErrorKind::NotADirectory
 }
 
 /// Locks a mutex, recovering from poisoning: the data behind these locks stays

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use digest::{Digest, DigestParseError, HashingReader};
 pub use fs::FsStore;
+pub(crate) use fs::sync_dir;
 pub use fsck::{FsckReport, fsck};
 pub use journal::{EventKind, JournalEvent};
 pub use memory::MemStore;
@@ -134,9 +135,22 @@ pub enum StoreError {
 impl StoreError {
     /// Classifies an error from writing to the store's disk.
     pub(crate) fn from_disk(e: io::Error) -> Self {
-        match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::NoSpace,
-            _ => StoreError::Io(e),
+        // The kinds are std's portable names for ENOSPC/EDQUOT (and Windows'
+        // ERROR_DISK_FULL/ERROR_DISK_QUOTA_EXCEEDED); the raw check stays for Unix
+        // errors std may not classify.
+        #[cfg(unix)]
+        let raw_full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        #[cfg(not(unix))]
+        let raw_full = false;
+        if raw_full
+            || matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            )
+        {
+            StoreError::NoSpace
+        } else {
+            StoreError::Io(e)
         }
     }
 }

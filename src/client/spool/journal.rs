@@ -225,7 +225,7 @@ impl JournalFile {
             f.sync_all()?;
         }
         fs::rename(&tmp, dir.join(JOURNAL))?;
-        File::open(dir)?.sync_all()?;
+        crate::store::sync_dir(dir)?;
         let file = OpenOptions::new().append(true).open(dir.join(JOURNAL))?;
         Ok(Self {
             dir: dir.to_owned(),

@@ -720,8 +720,15 @@ fn syncfs(dir: &Path) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn syncfs(dir: &Path) -> io::Result<()> {
     // No syncfs: fsync every data file of the folder instead (correct, just slower).
+    // Opened for writing: Windows' FlushFileBuffers refuses a read-only handle.
     for item in fs::read_dir(dir)? {
-        File::open(item?.path())?.sync_data()?;
+        let item = item?;
+        if item.file_type()?.is_file() {
+            OpenOptions::new()
+                .write(true)
+                .open(item.path())?
+                .sync_data()?;
+        }
     }
     Ok(())
 }

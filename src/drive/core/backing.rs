@@ -1,60 +1,17 @@
-//! System calls on the backing folder that `std` does not wrap.
+//! Calls on the backing folder that `std` does not wrap: Linux system calls on Unix,
+//! their nearest portable equivalents elsewhere (Windows, under WinFsp).
 
-use std::ffi::{CString, OsStr};
-use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::SystemTime;
 
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;
 
-fn cstr(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
-/// `renameat2` with the kernel's flags (RENAME_NOREPLACE, RENAME_EXCHANGE).
-pub fn rename(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
-    let (f, t) = (cpath(from)?, cpath(to)?);
-    // SAFETY: both are valid NUL-terminated strings for the duration of the call.
-    check(unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            flags,
-        )
-    })
-}
-
-pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
-    let p = cpath(path)?;
-    // SAFETY: valid C string.
-    check(unsafe { libc::mknod(p.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
-}
-
-pub fn lchown(path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, uid, gid)
-}
+#[cfg(not(unix))]
+mod portable;
+#[cfg(not(unix))]
+pub use portable::*;
 
 /// A time to set: a given instant, now, or left alone.
 #[derive(Debug, Clone, Copy)]
@@ -62,59 +19,6 @@ pub enum SetTime {
     Keep,
     Now,
     At(SystemTime),
-}
-
-fn timespec(t: SetTime) -> libc::timespec {
-    match t {
-        SetTime::Keep => libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        SetTime::Now => libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
-        SetTime::At(t) => {
-            let (secs, nanos) = match t.duration_since(SystemTime::UNIX_EPOCH) {
-                Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
-                Err(e) => {
-                    let d = e.duration();
-                    let mut secs = -(d.as_secs() as i64);
-                    let mut nanos = -(d.subsec_nanos() as i64);
-                    if nanos < 0 {
-                        secs -= 1;
-                        nanos += 1_000_000_000;
-                    }
-                    (secs, nanos)
-                }
-            };
-            libc::timespec {
-                tv_sec: secs as libc::time_t,
-                tv_nsec: nanos as _,
-            }
-        }
-    }
-}
-
-/// Sets access and modification times without following a final symlink.
-pub fn utimens(path: &Path, atime: SetTime, mtime: SetTime) -> io::Result<()> {
-    let p = cpath(path)?;
-    let times = [timespec(atime), timespec(mtime)];
-    // SAFETY: valid C string and a two-element timespec array.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-}
-
-pub fn futimens(file: &std::fs::File, atime: SetTime, mtime: SetTime) -> io::Result<()> {
-    let times = [timespec(atime), timespec(mtime)];
-    // SAFETY: a valid open fd and a two-element timespec array.
-    check(unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) })
 }
 
 pub struct FsStats {
@@ -126,60 +30,4 @@ pub struct FsStats {
     pub bsize: u32,
     pub namelen: u32,
     pub frsize: u32,
-}
-
-pub fn statvfs(path: &Path) -> io::Result<FsStats> {
-    let p = cpath(path)?;
-    // SAFETY: statvfs fills the zeroed struct.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    check(unsafe { libc::statvfs(p.as_ptr(), &mut s) })?;
-    Ok(FsStats {
-        blocks: s.f_blocks,
-        bfree: s.f_bfree,
-        bavail: s.f_bavail,
-        files: s.f_files,
-        ffree: s.f_ffree,
-        bsize: s.f_bsize as u32,
-        namelen: s.f_namemax as u32,
-        frsize: s.f_frsize as u32,
-    })
-}
-
-pub fn getxattr(path: &Path, name: &OsStr, buf: &mut [u8]) -> io::Result<usize> {
-    let (p, n) = (cpath(path)?, cstr(name)?);
-    // SAFETY: valid strings; the buffer pointer and length match.
-    check_size(unsafe {
-        libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    })
-}
-
-pub fn setxattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
-    let (p, n) = (cpath(path)?, cstr(name)?);
-    // SAFETY: valid strings; the value pointer and length match.
-    check(unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    })
-}
-
-pub fn listxattr(path: &Path, buf: &mut [u8]) -> io::Result<usize> {
-    let p = cpath(path)?;
-    // SAFETY: valid string; the buffer pointer and length match.
-    check_size(unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
-}
-
-pub fn removexattr(path: &Path, name: &OsStr) -> io::Result<()> {
-    let (p, n) = (cpath(path)?, cstr(name)?);
-    // SAFETY: valid strings.
-    check(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) })
-}
-
-pub fn fallocate(file: &std::fs::File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
-    // SAFETY: a valid open fd.
-    check(unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, len as i64) })
 }

@@ -17,6 +17,7 @@
 
 mod backing;
 mod nodes;
+pub mod posix;
 mod versioning;
 mod view;
 pub mod windows_names;
@@ -25,10 +26,8 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{
-    DirBuilderExt, DirEntryExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt,
-};
+#[cfg(unix)]
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -57,20 +56,31 @@ pub const BACKING_TTL: Duration = Duration::from_secs(3600);
 pub const VIRTUAL_TTL: Duration = Duration::from_secs(1);
 
 /// A failed call, carrying the errno the platform adapter replies with.
+/// The numbers are [`posix`]'s on every platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{}", io::Error::from_raw_os_error(*.0))]
+#[error("{}", describe_errno(*.0))]
 pub struct DriveError(pub i32);
 
+#[cfg(unix)]
+fn describe_errno(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+#[cfg(not(unix))]
+fn describe_errno(errno: i32) -> &'static str {
+    posix::describe(errno)
+}
+
 impl DriveError {
-    pub const ENOENT: Self = Self(libc::ENOENT);
-    pub const EROFS: Self = Self(libc::EROFS);
-    pub const EBADF: Self = Self(libc::EBADF);
-    pub const EEXIST: Self = Self(libc::EEXIST);
-    pub const EIO: Self = Self(libc::EIO);
-    pub const EINVAL: Self = Self(libc::EINVAL);
-    pub const ENODATA: Self = Self(libc::ENODATA);
-    pub const ENOTDIR: Self = Self(libc::ENOTDIR);
-    pub const EISDIR: Self = Self(libc::EISDIR);
+    pub const ENOENT: Self = Self(posix::ENOENT);
+    pub const EROFS: Self = Self(posix::EROFS);
+    pub const EBADF: Self = Self(posix::EBADF);
+    pub const EEXIST: Self = Self(posix::EEXIST);
+    pub const EIO: Self = Self(posix::EIO);
+    pub const EINVAL: Self = Self(posix::EINVAL);
+    pub const ENODATA: Self = Self(posix::ENODATA);
+    pub const ENOTDIR: Self = Self(posix::ENOTDIR);
+    pub const EISDIR: Self = Self(posix::EISDIR);
 
     pub fn errno(self) -> i32 {
         self.0
@@ -79,7 +89,7 @@ impl DriveError {
 
 impl From<io::Error> for DriveError {
     fn from(e: io::Error) -> Self {
-        Self(e.raw_os_error().unwrap_or(libc::EIO))
+        Self(posix::errno_of(&e))
     }
 }
 
@@ -98,6 +108,18 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    #[cfg(not(unix))]
+    fn of(t: fs::FileType) -> Self {
+        if t.is_dir() {
+            Self::Dir
+        } else if t.is_symlink() {
+            Self::Symlink
+        } else {
+            Self::File
+        }
+    }
+
+    #[cfg(unix)]
     fn of(t: fs::FileType) -> Self {
         if t.is_dir() {
             Self::Dir
@@ -242,7 +264,11 @@ impl Drive {
             fs::create_dir_all(parent)?;
         }
         // SAFETY: geteuid/getegid cannot fail.
+        #[cfg(unix)]
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        // Windows has SIDs, not numbers; the WinFsp adapter ignores these.
+        #[cfg(not(unix))]
+        let (uid, gid) = (0, 0);
         Ok(Self {
             versioning: Versioning::new(sink, options.files.clone(), options.index_file),
             view: VersionsView::new(source, options.versions_cache, options.versions_cache_bytes),
@@ -324,12 +350,48 @@ impl Drive {
         if is_reserved(parent, name) {
             return Err(DriveError::EROFS);
         }
-        if name.as_bytes().contains(&b'/') || name == "." || name == ".." {
+        if name.as_encoded_bytes().contains(&b'/')
+            || (cfg!(windows) && name.as_encoded_bytes().contains(&b'\\'))
+            || name == "."
+            || name == ".."
+        {
             return Err(DriveError::EINVAL);
         }
         Ok(self.backing_path(t, parent)?.join(name))
     }
 
+    /// What Windows' std can tell: no owner, mode bits, links or device numbers. A
+    /// read-only file shows as 0o444; the WinFsp adapter maps it back to
+    /// FILE_ATTRIBUTE_READONLY.
+    #[cfg(not(unix))]
+    fn attr_of(&self, ino: Ino, meta: &fs::Metadata) -> Attr {
+        let kind = FileKind::of(meta.file_type());
+        let size = meta.len();
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        let perm = match (kind == FileKind::Dir, meta.permissions().readonly()) {
+            (true, _) => 0o755,
+            (false, true) => 0o444,
+            (false, false) => 0o644,
+        };
+        Attr {
+            ino,
+            kind,
+            size,
+            blocks: size.div_ceil(512),
+            atime: meta.accessed().unwrap_or(mtime),
+            mtime,
+            // No change time in std on Windows; creation time is the closest stable one.
+            ctime: meta.created().unwrap_or(mtime),
+            perm,
+            nlink: 1,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 4096,
+        }
+    }
+
+    #[cfg(unix)]
     fn attr_of(&self, ino: Ino, meta: &fs::Metadata) -> Attr {
         Attr {
             ino,
@@ -585,7 +647,10 @@ impl Drive {
         };
         let path_or_enoent = || path.as_deref().ok_or(DriveError::ENOENT);
         if let Some(mode) = set.mode {
-            let perm = fs::Permissions::from_mode_checked(mode);
+            let perm = permissions_for(mode, || match &file {
+                Some(f) => Ok(f.metadata()?),
+                None => Ok(fs::symlink_metadata(path_or_enoent()?)?),
+            })?;
             match &file {
                 Some(f) => f.set_permissions(perm)?,
                 None => fs::set_permissions(path_or_enoent()?, perm)?,
@@ -626,12 +691,12 @@ impl Drive {
     pub fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u64) -> Result<Entry> {
         let mut t = lock(&self.nodes);
         let path = self.child_path(&t, parent, name)?;
-        if mode & libc::S_IFMT == libc::S_IFREG {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode & 0o7777)
-                .open(&path)?;
+        if mode & posix::S_IFMT == posix::S_IFREG {
+            let mut opts = OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            opts.mode(mode & 0o7777);
+            opts.open(&path)?;
         } else {
             backing::mknod(&path, mode, rdev)?;
         }
@@ -641,7 +706,12 @@ impl Drive {
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32) -> Result<Entry> {
         let mut t = lock(&self.nodes);
         let path = self.child_path(&t, parent, name)?;
-        fs::DirBuilder::new().mode(mode & 0o7777).create(&path)?;
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        builder.mode(mode & 0o7777);
+        #[cfg(not(unix))]
+        let _ = mode;
+        builder.create(&path)?;
         self.backing_entry(&mut t, parent, name, &path)
     }
 
@@ -668,7 +738,15 @@ impl Drive {
     pub fn symlink(&self, parent: Ino, name: &OsStr, target: &Path) -> Result<Entry> {
         let mut t = lock(&self.nodes);
         let path = self.child_path(&t, parent, name)?;
+        #[cfg(unix)]
         std::os::unix::fs::symlink(target, &path)?;
+        // Windows symlinks need a privilege students do not have, and Windows
+        // programs never ask a drive for POSIX ones.
+        #[cfg(not(unix))]
+        {
+            let _ = target;
+            return Err(DriveError(posix::ENOTSUP));
+        }
         self.backing_entry(&mut t, parent, name, &path)
     }
 
@@ -693,7 +771,7 @@ impl Drive {
         new_name: &OsStr,
         flags: u32,
     ) -> Result<()> {
-        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let exchange = flags & posix::RENAME_EXCHANGE != 0;
         let mut t = lock(&self.nodes);
         let from = self.child_path(&t, parent, name)?;
         let to = self.child_path(&t, new_parent, new_name)?;
@@ -736,24 +814,27 @@ impl Drive {
     }
 
     fn open_backing(&self, path: &Path, flags: i32) -> Result<(File, bool)> {
-        let acc = flags & libc::O_ACCMODE;
-        let writable = acc != libc::O_RDONLY;
+        let acc = flags & posix::O_ACCMODE;
+        let writable = acc != posix::O_RDONLY;
+        let mut opts = OpenOptions::new();
         // The kernel sends explicit offsets and handles O_APPEND and O_TRUNC itself;
         // O_DIRECT would demand aligned buffers from us.
-        let strip = libc::O_CREAT
-            | libc::O_EXCL
-            | libc::O_TRUNC
-            | libc::O_APPEND
-            | libc::O_NOCTTY
-            | libc::O_DIRECT
-            | libc::O_ACCMODE;
-        let mut opts = OpenOptions::new();
-        opts.custom_flags(flags & !strip);
+        #[cfg(unix)]
+        opts.custom_flags(
+            flags
+                & !(libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_TRUNC
+                    | libc::O_APPEND
+                    | libc::O_NOCTTY
+                    | libc::O_DIRECT
+                    | libc::O_ACCMODE),
+        );
         // Writable handles also read: the kernel's writeback cache reads through them.
         opts.read(true).write(writable);
         let file = match opts.open(path) {
             Ok(f) => f,
-            Err(e) if acc == libc::O_WRONLY && e.raw_os_error() == Some(libc::EACCES) => {
+            Err(e) if acc == posix::O_WRONLY && posix::errno_of(&e) == posix::EACCES => {
                 opts.read(false);
                 opts.open(path)?
             }
@@ -794,7 +875,8 @@ impl Drive {
 
     /// Opens a node. `owner` is the opening process (see [`Drive::flush`]).
     pub fn open(&self, ino: Ino, flags: i32, owner: Option<u32>) -> Result<Opened> {
-        let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let wants_write =
+            flags & posix::O_ACCMODE != posix::O_RDONLY || flags & posix::O_TRUNC != 0;
         let t = lock(&self.nodes);
         let kind = Self::kind_of(&t, ino)?;
         match kind {
@@ -857,8 +939,12 @@ impl Drive {
         }
         let path = self.child_path(&t, parent, name)?;
         let mut opts = OpenOptions::new();
-        opts.create(true).mode(mode & 0o7777);
-        if flags & libc::O_EXCL != 0 {
+        opts.create(true);
+        #[cfg(unix)]
+        opts.mode(mode & 0o7777);
+        #[cfg(not(unix))]
+        let _ = mode;
+        if flags & posix::O_EXCL != 0 {
             opts.create_new(true);
         }
         // Create first, then open with the caller's flags like any open.
@@ -889,7 +975,7 @@ impl Drive {
             let mut buf = vec![0u8; size as usize];
             let mut done = 0;
             while done < buf.len() {
-                match f.read_at(&mut buf[done..], offset + done as u64) {
+                match read_at(f, &mut buf[done..], offset + done as u64) {
                     Ok(0) => break,
                     Ok(n) => done += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -916,6 +1002,7 @@ impl Drive {
         let h = self.handle(fh)?;
         match &h.kind {
             HandleKind::Backing(f) => {
+                #[cfg(unix)]
                 if kill_suidgid {
                     let mode = f.metadata()?.mode();
                     if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
@@ -924,7 +1011,9 @@ impl Drive {
                         f.set_permissions(fs::Permissions::from_mode(cleared))?;
                     }
                 }
-                f.write_all_at(data, offset)?;
+                #[cfg(not(unix))]
+                let _ = kill_suidgid;
+                write_all_at(f, data, offset)?;
                 Ok(data.len() as u32)
             }
             _ => Err(DriveError::EROFS),
@@ -1042,7 +1131,9 @@ impl Drive {
                         .file_type()
                         .map(FileKind::of)
                         .unwrap_or(FileKind::File);
-                    let ino = t.child(ino, &name).unwrap_or(entry.ino() | (1 << 63));
+                    let ino = t
+                        .child(ino, &name)
+                        .unwrap_or(dirent_ino(&entry) | (1 << 63));
                     entries.push(DirEntry { ino, kind, name });
                 }
             }
@@ -1157,15 +1248,82 @@ impl Drive {
     }
 }
 
-trait PermissionsExt2 {
-    fn from_mode_checked(mode: u32) -> fs::Permissions;
+/// Permissions for a mode. Windows keeps only "read-only" (set when no write bit is),
+/// so there the other attributes come from `current`.
+fn permissions_for(
+    mode: u32,
+    current: impl FnOnce() -> Result<fs::Metadata>,
+) -> Result<fs::Permissions> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = current;
+        Ok(fs::Permissions::from_mode(mode & 0o7777))
+    }
+    #[cfg(not(unix))]
+    {
+        let mut perm = current()?.permissions();
+        perm.set_readonly(mode & 0o222 == 0);
+        Ok(perm)
+    }
 }
 
-impl PermissionsExt2 for fs::Permissions {
-    fn from_mode_checked(mode: u32) -> fs::Permissions {
-        use std::os::unix::fs::PermissionsExt;
-        fs::Permissions::from_mode(mode & 0o7777)
+/// A folder entry's inode number, for entries the node table has not seen; a
+/// made-up but stable-enough 0 where the platform has none to give (Windows' std).
+fn dirent_ino(entry: &fs::DirEntry) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::DirEntryExt::ino(entry)
     }
+    #[cfg(not(unix))]
+    {
+        let _ = entry;
+        0
+    }
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, data, offset)
+}
+
+/// Positioned I/O on Windows moves the handle's cursor too, which nothing here uses.
+#[cfg(windows)]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(f: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        match std::os::windows::fs::FileExt::seek_write(f, data, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(any(unix, windows)))]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let _ = (f, buf, offset);
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(any(unix, windows)))]
+fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    let _ = (f, data, offset);
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 #[cfg(test)]

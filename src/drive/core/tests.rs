@@ -106,8 +106,8 @@ fn fixture() -> Fixture {
     }
 }
 
-const W: i32 = libc::O_WRONLY;
-const RW: i32 = libc::O_RDWR;
+const W: i32 = posix::O_WRONLY;
+const RW: i32 = posix::O_RDWR;
 
 impl Fixture {
     fn create(&self, parent: Ino, name: &str) -> (Ino, Fh) {
@@ -154,11 +154,11 @@ fn a_version_is_taken_when_the_writer_closes() {
     // Opening and closing again without a change takes nothing.
     let o = f.drive.open(ino, RW, Some(1)).unwrap();
     f.close(o.fh);
-    let o = f.drive.open(ino, libc::O_RDONLY, Some(1)).unwrap();
+    let o = f.drive.open(ino, posix::O_RDONLY, Some(1)).unwrap();
     f.close(o.fh);
     assert_eq!(f.taken().len(), 1);
     // An append is a new version.
-    let o = f.drive.open(ino, W | libc::O_APPEND, Some(1)).unwrap();
+    let o = f.drive.open(ino, W | posix::O_APPEND, Some(1)).unwrap();
     f.write(o.fh, 7, b"+");
     f.close(o.fh);
     assert_eq!(f.taken()[1], v("essay.txt", b"draft 1+"));
@@ -471,7 +471,7 @@ fn versions_tree_lists_and_reads_every_version() {
         let e = f.lookup(vfile, &name).unwrap();
         assert_eq!(e.attr.size, info.size);
         assert_eq!(e.attr.mtime, SystemTime::from(info.stored_at));
-        let o = f.drive.open(e.attr.ino, libc::O_RDONLY, Some(1)).unwrap();
+        let o = f.drive.open(e.attr.ino, posix::O_RDONLY, Some(1)).unwrap();
         contents.push(f.drive.read(o.fh, 0, 100).unwrap());
         f.close(o.fh);
     }
@@ -495,7 +495,7 @@ fn every_change_inside_versions_is_refused_with_erofs() {
     assert_eq!(f.drive.open(ver, W, Some(1)).map(|_| ()), erofs);
     assert_eq!(
         f.drive
-            .open(ver, libc::O_RDONLY | libc::O_TRUNC, Some(1))
+            .open(ver, posix::O_RDONLY | posix::O_TRUNC, Some(1))
             .map(|_| ()),
         erofs
     );
@@ -559,7 +559,7 @@ fn every_change_inside_versions_is_refused_with_erofs() {
 fn status_file_reads_what_the_sink_reports() {
     let f = fixture();
     let e = f.lookup(ROOT, STATUS_FILE).unwrap();
-    let o = f.drive.open(e.attr.ino, libc::O_RDONLY, Some(1)).unwrap();
+    let o = f.drive.open(e.attr.ino, posix::O_RDONLY, Some(1)).unwrap();
     assert!(o.direct_io);
     let text = f.drive.read(o.fh, 0, 4096).unwrap();
     assert_eq!(text, b"recorder\n");

@@ -125,7 +125,7 @@ pub fn same_name(a: &OsStr, b: &OsStr) -> bool {
 /// order, if a Linux user made several), else `None`.
 pub fn resolve_in(dir: &Path, name: &OsStr) -> io::Result<Option<OsString>> {
     match dir.join(name).symlink_metadata() {
-        Ok(_) => return Ok(Some(name.to_owned())),
+        Ok(_) => return Ok(Some(stored_name(dir, name)?)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -135,6 +135,46 @@ pub fn resolve_in(dir: &Path, name: &OsStr) -> io::Result<Option<OsString>> {
         .collect();
     matches.sort();
     Ok(matches.into_iter().next())
+}
+
+/// The existing entry's own spelling of `name`. On a case-sensitive backing folder
+/// (Linux) that is `name` itself.
+#[cfg(not(windows))]
+fn stored_name(_dir: &Path, name: &OsStr) -> io::Result<OsString> {
+    Ok(name.to_owned())
+}
+
+/// On NTFS any spelling finds the entry, so ask for the stored one: without it
+/// `HELLO.TXT` and `hello.txt` would become two nodes of one file. (`check_name` has
+/// refused `*` and `?` before this, so the path is no search pattern.)
+#[cfg(windows)]
+fn stored_name(dir: &Path, name: &OsStr) -> io::Result<OsString> {
+    use std::os::windows::ffi::{OsStrExt, OsStringExt};
+    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+    use windows_sys::Win32::Storage::FileSystem::{FindClose, FindFirstFileW, WIN32_FIND_DATAW};
+    let path: Vec<u16> = dir
+        .join(name)
+        .as_os_str()
+        .encode_wide()
+        .chain(Some(0))
+        .collect();
+    // SAFETY: a NUL-terminated path and a zeroed plain-data struct for the answer; the
+    // search handle is closed at once.
+    let data = unsafe {
+        let mut data: WIN32_FIND_DATAW = std::mem::zeroed();
+        let handle = FindFirstFileW(path.as_ptr(), &mut data);
+        if handle == INVALID_HANDLE_VALUE {
+            return Err(io::Error::last_os_error());
+        }
+        FindClose(handle);
+        data
+    };
+    let len = data
+        .cFileName
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(data.cFileName.len());
+    Ok(OsString::from_wide(&data.cFileName[..len]))
 }
 
 /// Whether the Windows adapter shows the entry with the hidden attribute: the
@@ -436,7 +476,7 @@ mod tests {
                     parent,
                     &name,
                     0o644,
-                    libc::O_WRONLY | libc::O_TRUNC,
+                    crate::drive::core::posix::O_WRONLY | crate::drive::core::posix::O_TRUNC,
                     Some(1),
                 )
                 .unwrap();

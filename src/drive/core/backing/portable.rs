@@ -1,0 +1,163 @@
+//! The backing-folder calls on platforms without Linux's system calls (Windows).
+//!
+//! Written against std's and the Win32 documentation; it is compiled only on Windows
+//! (the GitHub Windows job), never on the Linux machines that run the core's tests.
+//! What Windows has no equivalent for (device nodes, owners, extended attributes in
+//! the POSIX sense, fallocate modes, exchanging renames) answers "not supported": the
+//! WinFsp adapter never asks for them.
+
+use std::ffi::OsStr;
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::super::posix;
+use super::{FsStats, SetTime};
+
+fn unsupported() -> io::Error {
+    io::Error::from(io::ErrorKind::Unsupported)
+}
+
+/// Renames with the FUSE flags' meaning: `RENAME_NOREPLACE` fails if `to` exists,
+/// otherwise an existing `to` is replaced (Windows' `MoveFileExW` does both atomically).
+pub fn rename(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+    if flags & posix::RENAME_EXCHANGE != 0 {
+        return Err(unsupported());
+    }
+    if flags & posix::RENAME_NOREPLACE != 0 {
+        return rename_noreplace(from, to);
+    }
+    // std's rename on Windows is MoveFileExW(MOVEFILE_REPLACE_EXISTING).
+    std::fs::rename(from, to)
+}
+
+#[cfg(windows)]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::MoveFileExW;
+    let wide = |p: &Path| -> Vec<u16> { p.as_os_str().encode_wide().chain(Some(0)).collect() };
+    let (f, t) = (wide(from), wide(to));
+    // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call. Flags 0:
+    // fail if `to` exists, same volume only (the backing folder is one folder).
+    if unsafe { MoveFileExW(f.as_ptr(), t.as_ptr(), 0) } != 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(windows))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    // Not atomic, but no such platform mounts the drive (see commands::mount).
+    if to.symlink_metadata().is_ok() {
+        return Err(io::ErrorKind::AlreadyExists.into());
+    }
+    std::fs::rename(from, to)
+}
+
+pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let _ = (path, mode, rdev);
+    Err(unsupported())
+}
+
+pub fn lchown(path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    let _ = (path, uid, gid);
+    Err(unsupported())
+}
+
+fn file_times(atime: SetTime, mtime: SetTime) -> FileTimes {
+    let now = SystemTime::now();
+    let resolve = |t: SetTime| match t {
+        SetTime::Keep => None,
+        SetTime::Now => Some(now),
+        SetTime::At(t) => Some(t),
+    };
+    let mut times = FileTimes::new();
+    if let Some(a) = resolve(atime) {
+        times = times.set_accessed(a);
+    }
+    if let Some(m) = resolve(mtime) {
+        times = times.set_modified(m);
+    }
+    times
+}
+
+/// Sets access and modification times of a file or folder by path.
+pub fn utimens(path: &Path, atime: SetTime, mtime: SetTime) -> io::Result<()> {
+    let mut opts = OpenOptions::new();
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // FILE_WRITE_ATTRIBUTES is all SetFileTime needs; FILE_FLAG_BACKUP_SEMANTICS
+        // lets the same call open a folder; FILE_FLAG_OPEN_REPARSE_POINT does not
+        // follow a final link (like AT_SYMLINK_NOFOLLOW).
+        const FILE_WRITE_ATTRIBUTES: u32 = 0x0100;
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        opts.access_mode(FILE_WRITE_ATTRIBUTES)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+    #[cfg(not(windows))]
+    opts.write(true);
+    futimens(&opts.open(path)?, atime, mtime)
+}
+
+pub fn futimens(file: &File, atime: SetTime, mtime: SetTime) -> io::Result<()> {
+    file.set_times(file_times(atime, mtime))
+}
+
+/// Free and total space of the backing folder's volume, in 4 KiB blocks.
+#[cfg(windows)]
+pub fn statvfs(path: &Path) -> io::Result<FsStats> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::GetDiskFreeSpaceExW;
+    const BSIZE: u64 = 4096;
+    let p: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+    let (mut avail, mut total, mut free) = (0u64, 0u64, 0u64);
+    // SAFETY: a NUL-terminated path and three u64 out-parameters we own.
+    if unsafe { GetDiskFreeSpaceExW(p.as_ptr(), &mut avail, &mut total, &mut free) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(FsStats {
+        blocks: total / BSIZE,
+        bfree: free / BSIZE,
+        bavail: avail / BSIZE,
+        files: 0,
+        ffree: 0,
+        bsize: BSIZE as u32,
+        namelen: 255,
+        frsize: BSIZE as u32,
+    })
+}
+
+#[cfg(not(windows))]
+pub fn statvfs(path: &Path) -> io::Result<FsStats> {
+    let _ = path;
+    Err(unsupported())
+}
+
+pub fn getxattr(path: &Path, name: &OsStr, buf: &mut [u8]) -> io::Result<usize> {
+    let _ = (path, name, buf);
+    Err(unsupported())
+}
+
+pub fn setxattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let _ = (path, name, value, flags);
+    Err(unsupported())
+}
+
+pub fn listxattr(path: &Path, buf: &mut [u8]) -> io::Result<usize> {
+    let _ = (path, buf);
+    Err(unsupported())
+}
+
+pub fn removexattr(path: &Path, name: &OsStr) -> io::Result<()> {
+    let _ = (path, name);
+    Err(unsupported())
+}
+
+pub fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    let _ = (file, mode, offset, len);
+    Err(unsupported())
+}
