@@ -18,8 +18,11 @@ struct Recorder {
     store: Option<(Arc<MemStore>, UserName)>,
     /// When set, a capture of this path meets the test at the first barrier and waits
     /// at the second: lets a test act while a capture is under way.
-    gate: Mutex<Option<(String, Arc<(std::sync::Barrier, std::sync::Barrier)>)>>,
+    gate: Mutex<Option<(String, Arc<Barriers>)>>,
 }
+
+/// Where a gated capture meets the test, and where it waits to go on.
+type Barriers = (std::sync::Barrier, std::sync::Barrier);
 
 impl Recorder {
     fn taken(&self) -> Vec<(String, Vec<u8>)> {
