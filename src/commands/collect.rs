@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Utc};
+use chrono::Local;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::CollectArgs;
@@ -17,7 +17,11 @@ use crate::server::CollectStatus;
 /// when every wanted file is in DIR with the right content, 1 when some file could not
 /// be fetched or a differing file was kept (re-run, or use --force).
 pub fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
-    let before = args.before.as_deref().map(parse_deadline).transpose()?;
+    let before = args
+        .before
+        .as_deref()
+        .map(|s| super::time::parse_local_time("--before", s))
+        .transpose()?;
     let students = if args.all {
         None
     } else {
@@ -154,53 +158,5 @@ impl Reporter {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-/// RFC 3339, or local `YYYY-MM-DD HH:MM[:SS]`, or a local date (meaning its end).
-fn parse_deadline(s: &str) -> anyhow::Result<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let naive = [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .or_else(|| {
-        // A date alone means "by the end of that day": before the next midnight.
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.succ_opt())
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-    })
-    .ok_or_else(|| {
-        anyhow!(
-            "--before {s:?}: expected a time like \"2024-05-01 14:30\", \"2024-05-01\" or RFC 3339"
-        )
-    })?;
-    naive
-        .and_local_timezone(Local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| anyhow!("--before {s:?} does not exist in the local time zone"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines() {
-        let t = parse_deadline("2024-05-01T12:00:00Z").unwrap();
-        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00+00:00");
-        let late_evening = parse_deadline("2024-05-01 23:59:59").unwrap();
-        let day = parse_deadline("2024-05-01").unwrap();
-        assert_eq!(day - late_evening, chrono::Duration::seconds(1));
-        assert!(parse_deadline("friday").is_err());
     }
 }

@@ -9,6 +9,7 @@ mod mount;
 mod restore;
 mod server;
 mod status;
+mod time;
 mod user;
 mod versions;
 

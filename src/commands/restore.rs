@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Local, Utc};
 
 use crate::cli::RestoreArgs;
 use crate::client::spool::human_bytes;
@@ -17,7 +17,11 @@ use crate::store::VersionInfo;
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let path = RelPath::parse(args.path.trim_start_matches("./"))
         .map_err(|e| anyhow!("{:?} is not a path in your backup: {e}", args.path))?;
-    let at = args.at.as_deref().map(parse_time).transpose()?;
+    let at = args
+        .at
+        .as_deref()
+        .map(|s| super::time::parse_local_time("--at", s))
+        .transpose()?;
     let out = args
         .out
         .clone()
@@ -145,35 +149,6 @@ fn choose<'a>(
         .ok_or_else(|| anyhow!("no versions of {path}"))
 }
 
-/// RFC 3339, or local `YYYY-MM-DD HH:MM[:SS]`, or a local date (meaning the end of it).
-fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let naive = [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .or_else(|| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(23, 59, 59))
-    })
-    .ok_or_else(|| {
-        anyhow!("--at {s:?}: expected a time like \"2024-05-01 14:30\", \"2024-05-01\" or RFC 3339")
-    })?;
-    naive
-        .and_local_timezone(Local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| anyhow!("--at {s:?} does not exist in the local time zone"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,16 +179,5 @@ mod tests {
         );
         assert!(choose(&list, Some("zz"), None, &p).is_err());
         assert!(choose(&list, Some("ffffffffff"), None, &p).is_err());
-    }
-
-    #[test]
-    fn times() {
-        let t = parse_time("2024-05-01T12:00:00Z").unwrap();
-        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00+00:00");
-        assert!(parse_time("2024-05-01 14:30").is_ok());
-        let day = parse_time("2024-05-01").unwrap();
-        let noon = parse_time("2024-05-01 12:00").unwrap();
-        assert!(day > noon, "a date means the end of that day");
-        assert!(parse_time("yesterday").is_err());
     }
 }
