@@ -4,8 +4,11 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    #[cfg(windows)]
-    if std::env::var_os("CARGO_CFG_WINDOWS").is_some() {
+    // The build script runs on the host: on a Windows host building for MSVC.
+    #[cfg(all(windows, target_env = "msvc"))]
+    if std::env::var_os("CARGO_CFG_WINDOWS").is_some()
+        && std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "msvc")
+    {
         winfsp::build::winfsp_link_delayload();
     }
 }

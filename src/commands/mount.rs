@@ -4,6 +4,12 @@
 //! The backend, cache folder, spool, drive core and index saver are the same on every
 //! platform ([`prepare`], [`spawn_saver`], [`finish`]); only the session differs.
 
+// A windows-gnu build has no WinFsp adapter, so the shared mount plumbing is unused there.
+#![cfg_attr(
+    all(windows, not(target_env = "msvc")),
+    allow(dead_code, unused_imports)
+)]
+
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,7 +33,7 @@ use crate::drive::{Drive, DriveOptions};
 use crate::names::UserName;
 use crate::store::{FsStore, Store};
 
-#[cfg(windows)]
+#[cfg(all(windows, target_env = "msvc"))]
 mod windows;
 
 /// Bytes of fetched `.versions` contents kept on disk.
@@ -94,8 +100,13 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
     }
     #[cfg(unix)]
     return mount_fuse(args);
-    #[cfg(windows)]
+    #[cfg(all(windows, target_env = "msvc"))]
     return windows::mount(args);
+    #[cfg(all(windows, not(target_env = "msvc")))]
+    bail!(
+        "this ects.exe was built without WinFsp support (WinFsp needs the MSVC toolchain); \
+         `ects mount` is not available, the other commands are"
+    );
     #[cfg(not(any(unix, windows)))]
     bail!(
         "`ects mount` is not supported on this platform: the drive needs FUSE (Linux) or \

@@ -13,7 +13,7 @@ pub mod core;
 #[cfg(unix)]
 pub mod fuse;
 pub mod sink;
-#[cfg(windows)]
+#[cfg(all(windows, target_env = "msvc"))]
 pub mod winfsp;
 
 pub use self::core::{Drive, DriveError, DriveOptions};
