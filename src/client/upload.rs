@@ -37,6 +37,12 @@ pub trait Uploader: Send + Sync {
         sha: &Digest,
         size: u64,
     ) -> Result<(), UploadError>;
+
+    /// Where versions go, for a person reading the status: `None` for a server (the
+    /// status then says whether it is reachable), or a description of a local store.
+    fn local_store(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The message a 401 gets everywhere (status pages, the failed list, logs).
@@ -220,6 +226,10 @@ fn store_error(e: StoreError) -> UploadError {
 }
 
 impl Uploader for StoreUploader {
+    fn local_store(&self) -> Option<String> {
+        Some("this computer's own store (no server)".to_owned())
+    }
+
     fn exists(&self, path: &RelPath, sha: &Digest) -> Result<bool, UploadError> {
         self.store
             .version(&self.user, path, sha)

@@ -532,6 +532,7 @@ impl Spool {
             failed: st.failed.values().map(|(_, f)| f.clone()).collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
+            local_store: self.inner.uploader.local_store(),
             done: st.done,
             captures: st.captures,
             commits: st.commits,

@@ -44,6 +44,8 @@ pub struct SpoolStatus {
     pub last_error: Option<LastError>,
     /// `None` when nothing has been tried yet (or this is a read-only view).
     pub server_reachable: Option<bool>,
+    /// Set when versions go to a local (embedded) store instead of a server.
+    pub local_store: Option<String>,
     /// Versions stored on the server since the spool was created.
     pub done: u64,
     /// Captures and group commits made by this process (shows the grouping at work).
@@ -68,6 +70,8 @@ impl SpoolStatus {
             failed: state.failed.values().map(|(_, f)| f.clone()).collect(),
             last_error: state.last_error,
             server_reachable: None,
+            // A read-only view cannot tell; the drive's own status file can.
+            local_store: None,
             done: state.done,
             captures: 0,
             commits: 0,
@@ -119,16 +123,25 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "ects backup status, {}", local(now));
     let _ = writeln!(out);
-    let server = match s.server_reachable {
-        Some(true) => "reachable",
-        Some(false) => "NOT reachable: saved versions wait on this computer and are sent later",
-        None => "not checked",
-    };
-    let _ = writeln!(out, "Server:            {server}");
+    if let Some(store) = &s.local_store {
+        let _ = writeln!(out, "Versions go to:    {store}");
+    } else {
+        let server = match s.server_reachable {
+            Some(true) => "reachable",
+            Some(false) => "NOT reachable: saved versions wait on this computer and are sent later",
+            None => "not checked",
+        };
+        let _ = writeln!(out, "Server:            {server}");
+    }
     if s.pending == 0 {
+        let where_ = if s.local_store.is_some() {
+            "stored"
+        } else {
+            "on the server"
+        };
         let _ = writeln!(
             out,
-            "Waiting to upload: nothing, every saved version is on the server"
+            "Waiting to upload: nothing, every saved version is {where_}"
         );
     } else {
         let _ = write!(
@@ -215,6 +228,20 @@ mod tests {
             "{empty}"
         );
         assert!(empty.contains("Failed uploads:    none"));
+        let local = render_status_at(
+            &SpoolStatus {
+                local_store: Some("this computer's own store (no server)".into()),
+                server_reachable: Some(true),
+                ..SpoolStatus::default()
+            },
+            now,
+        );
+        assert!(
+            local.contains("Versions go to:    this computer's own store"),
+            "{local}"
+        );
+        assert!(!local.contains("Server:"), "{local}");
+        assert!(local.contains("every saved version is stored"), "{local}");
         let s = SpoolStatus {
             pending: 2,
             pending_bytes: 2048,
