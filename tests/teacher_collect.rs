@@ -14,9 +14,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::{BIN, Role, TestServer, sha256_hex, temp_dir};
+use common::{BIN, Role, TestServer, encode_path as encode, http_client as client, temp_dir};
 use reqwest::StatusCode;
-use reqwest::blocking::Client;
 use serde_json::Value;
 
 const TEACHER: &str = "teach";
@@ -24,31 +23,8 @@ const PW: &str = "a long enough password";
 const STUDENTS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 const HOSTILE: &str = "Docs/essay, \"final\" =1.txt";
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-fn encode(path: &str) -> String {
-    path.split('/')
-        .map(|c| {
-            percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC).to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 fn put(server: &TestServer, user: &str, path: &str, body: &[u8]) {
-    let r = client()
-        .put(server.at(&format!("/api/v1/files/{user}/{}", encode(path))))
-        .basic_auth(user, Some(PW))
-        .header("X-Content-SHA256", sha256_hex(body))
-        .body(body.to_vec())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    common::put_version(server, user, PW, path, body);
 }
 
 /// The versions of `user`'s `path`, as the teacher sees them.

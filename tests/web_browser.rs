@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Role, TestServer, sha256_hex};
+use common::{Role, TestServer, encode_path as encode, http_client as client, sha256_hex};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -20,31 +20,8 @@ const PW: &str = "a long enough password";
 const HOSTILE: &str = "<img src=x onerror=alert(1)>.html";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-fn encode(path: &str) -> String {
-    path.split('/')
-        .map(|c| {
-            percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC).to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 fn put(server: &TestServer, user: &str, path: &str, body: &[u8]) {
-    let r = client()
-        .put(server.at(&format!("/api/v1/files/{user}/{}", encode(path))))
-        .basic_auth(user, Some(PW))
-        .header("X-Content-SHA256", sha256_hex(body))
-        .body(body.to_vec())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    common::put_version(server, user, PW, path, body);
 }
 
 const DRAFT: &[u8] = b"first draft\n";
