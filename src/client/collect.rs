@@ -178,27 +178,14 @@ impl Remote {
             encode_path(path),
             sha.to_hex()
         );
-        http.block_on(async {
-            let mut resp = send(http, &url).await?;
-            let mut hasher = sha2::Sha256::new();
-            let mut n = 0u64;
-            while let Some(chunk) = resp.chunk().await.map_err(|e| http.transport_error(&e))? {
-                hasher.update(&chunk);
-                n += chunk.len() as u64;
-                out.write_all(&chunk).map_err(|e| ClientError::Io {
-                    context: "writing the download".into(),
-                    source: e,
-                })?;
-            }
-            let actual = Digest::from_bytes(hasher.finalize().into());
-            if actual != *sha {
-                return Err(ClientError::HashMismatch {
-                    expected: *sha,
-                    actual,
-                });
-            }
-            Ok(n)
-        })
+        let (actual, n) = self.download(&url, None, out)?;
+        if actual != *sha {
+            return Err(ClientError::HashMismatch {
+                expected: *sha,
+                actual,
+            });
+        }
+        Ok(n)
     }
 }
 

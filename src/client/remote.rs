@@ -151,7 +151,9 @@ impl Remote {
             .map(|(_, n)| n)
     }
 
-    fn download(
+    /// GETs `url` into `out`, hashing as it streams; returns the digest and byte count.
+    /// A whole (not ranged) answer must match its `X-Content-SHA256`, if it has one.
+    pub(crate) fn download(
         &self,
         url: &str,
         range: Option<String>,
