@@ -410,47 +410,35 @@ impl Spool {
 
     /// Waits until entry `id` is durable (or already uploaded/failed).
     fn wait_durable(&self, id: u64) -> Result<(), SpoolError> {
-        let inner = &self.inner;
-        let mut st = lock(&inner.state);
-        if !st.not_durable().any(|e| e.id == id) {
-            return Ok(());
-        }
-        let want = if st.uncommitted.iter().any(|e| e.id == id) {
-            st.taken_gen + 1
-        } else {
-            st.taken_gen
-        };
-        st.urgent = true;
-        inner.changed.notify_all();
-        while st.finished_gen < want {
-            if st.stop && st.finished_gen >= st.taken_gen && st.uncommitted.is_empty() {
-                break;
+        self.wait_until_durable(|st| {
+            if st.not_durable().any(|e| e.id == id) {
+                vec![id]
+            } else {
+                Vec::new()
             }
-            st = inner
-                .changed
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        if st.not_durable().any(|e| e.id == id) {
-            return Err(SpoolError::Commit(
-                st.commit_error
-                    .clone()
-                    .unwrap_or_else(|| "the spool stopped first".into()),
-            ));
-        }
-        Ok(())
+        })
     }
 
     /// Waits until everything captured so far is durable on disk.
     pub fn flush(&self) -> Result<(), SpoolError> {
+        self.wait_until_durable(|st| st.not_durable().map(|e| e.id).collect())
+    }
+
+    /// Asks the committer to commit now and waits until the entries `pick` names (among
+    /// those not yet durable) are durable. They are, once the committer has finished the
+    /// group that holds them: the one under way, or the next if one is still uncommitted.
+    fn wait_until_durable(&self, pick: impl FnOnce(&State) -> Vec<u64>) -> Result<(), SpoolError> {
         let inner = &self.inner;
         let mut st = lock(&inner.state);
-        let want = if !st.uncommitted.is_empty() {
+        let ids = pick(&st);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let want = if st.uncommitted.iter().any(|e| ids.contains(&e.id)) {
             st.taken_gen + 1
         } else {
             st.taken_gen
         };
-        let ids: Vec<u64> = st.not_durable().map(|e| e.id).collect();
         st.urgent = true;
         inner.changed.notify_all();
         while st.finished_gen < want {
