@@ -54,6 +54,24 @@ pub struct Node {
     kids: u32,
 }
 
+impl Node {
+    /// A node the kernel has just learned about (one lookup), closed and idle.
+    fn new(parent: Ino, name: OsString, kind: NodeKind) -> Self {
+        Self {
+            parent,
+            name,
+            kind,
+            lookups: 1,
+            writers: 0,
+            open: 0,
+            orphan: false,
+            capturing: false,
+            recheck: false,
+            kids: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct NodeTable {
     nodes: HashMap<Ino, Node>,
@@ -64,21 +82,7 @@ pub struct NodeTable {
 impl Default for NodeTable {
     fn default() -> Self {
         let mut nodes = HashMap::new();
-        nodes.insert(
-            ROOT,
-            Node {
-                parent: ROOT,
-                name: OsString::new(),
-                kind: NodeKind::Backing,
-                lookups: 1,
-                writers: 0,
-                open: 0,
-                orphan: false,
-                capturing: false,
-                recheck: false,
-                kids: 0,
-            },
-        );
+        nodes.insert(ROOT, Node::new(ROOT, OsString::new(), NodeKind::Backing));
         Self {
             nodes,
             children: HashMap::new(),
@@ -127,21 +131,8 @@ impl NodeTable {
         }
         let ino = self.next;
         self.next += 1;
-        self.nodes.insert(
-            ino,
-            Node {
-                parent,
-                name: name.to_owned(),
-                kind,
-                lookups: 1,
-                writers: 0,
-                open: 0,
-                orphan: false,
-                capturing: false,
-                recheck: false,
-                kids: 0,
-            },
-        );
+        self.nodes
+            .insert(ino, Node::new(parent, name.to_owned(), kind));
         self.link(key, ino);
         ino
     }
