@@ -235,17 +235,23 @@ pub async fn collect(State(state): State<AppState>, req: Request) -> Result<Resp
             }
         }
     });
+    Ok(streamed(rx, "application/x-ndjson; charset=utf-8"))
+}
+
+/// A response whose body is what a blocking producer sends into `rx`; an `Err` item
+/// ends it early, so the client sees a cut-off answer rather than a complete one.
+fn streamed(
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    content_type: &'static str,
+) -> Response {
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }));
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
 
 /// `GET /api/v1/collect.zip?…` (same query as `collect`, plus `late=1` to include
@@ -274,21 +280,13 @@ pub async fn collect_zip(
             let _ = tx.blocking_send(Err(e));
         }
     });
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let mut response = body.into_response();
+    let mut response = streamed(rx, "application/zip");
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     headers.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static("attachment; filename=\"collection.zip\""),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
