@@ -196,16 +196,13 @@ fn an_import_with_any_bad_line_adds_nobody_and_names_every_line() {
 
 /// `ects status --wait --cache C ARGS…`, run to its end.
 fn status_wait(cache: &Path, args: &[&str]) -> Output {
-    let child = clean(Command::new(common::BIN))
-        .args(["status", "--wait", "--cache"])
-        .arg(cache)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Guard(Some(child)).wait()
+    let cache_arg = cache.to_str().expect("temp paths are UTF-8");
+    let all: Vec<&str> = ["status", "--wait", "--cache", cache_arg]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    // The cache may not exist (the "no spool" case), so it cannot be the working folder.
+    ects(&all, &std::env::temp_dir())
 }
 
 fn spool_for(server: &Server, client: &Client, opts: SpoolOptions) -> Spool {
