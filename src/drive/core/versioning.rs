@@ -15,7 +15,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use serde::{Deserialize, Serialize};
 
@@ -87,10 +89,6 @@ pub struct Versioning {
     index: Mutex<HashMap<RelPath, Taken>>,
     dirty: AtomicBool,
     problems: Mutex<Vec<Problem>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What [`Versioning::consider`] did.
