@@ -22,6 +22,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+mod session;
+pub use session::{Mountpoint, SessionError, is_mount_point};
+
 use super::core::{Attr, Drive, DriveError, Entry, FileKind, Opened, SetAttr, SetTime};
 
 /// Largest write the kernel sends in one request.
