@@ -2,13 +2,11 @@
 
 use std::ffi::OsStr;
 use std::fs;
-#[cfg(unix)]
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::nodes::{Ino, NodeKind, NodeTable};
-use super::{BACKING_TTL, Drive, Result, SetTime, VIRTUAL_TTL};
+use super::{BACKING_TTL, Drive, Result, SetTime, VIRTUAL_TTL, backing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -19,38 +17,6 @@ pub enum FileKind {
     Socket,
     CharDevice,
     BlockDevice,
-}
-
-impl FileKind {
-    #[cfg(not(unix))]
-    pub(super) fn of(t: fs::FileType) -> Self {
-        if t.is_dir() {
-            Self::Dir
-        } else if t.is_symlink() {
-            Self::Symlink
-        } else {
-            Self::File
-        }
-    }
-
-    #[cfg(unix)]
-    pub(super) fn of(t: fs::FileType) -> Self {
-        if t.is_dir() {
-            Self::Dir
-        } else if t.is_symlink() {
-            Self::Symlink
-        } else if t.is_fifo() {
-            Self::Fifo
-        } else if t.is_socket() {
-            Self::Socket
-        } else if t.is_char_device() {
-            Self::CharDevice
-        } else if t.is_block_device() {
-            Self::BlockDevice
-        } else {
-            Self::File
-        }
-    }
 }
 
 /// A node's attributes, as `stat` shows them.
@@ -89,64 +55,9 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
 }
 
-#[cfg(unix)]
-pub(super) fn time_of(secs: i64, nsecs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsecs as u64)
-    }
-}
-
 impl Drive {
-    /// What Windows' std can tell: no owner, mode bits, links or device numbers. A
-    /// read-only file shows as 0o444; the WinFsp adapter maps it back to
-    /// FILE_ATTRIBUTE_READONLY.
-    #[cfg(not(unix))]
     pub(super) fn attr_of(&self, ino: Ino, meta: &fs::Metadata) -> Attr {
-        let kind = FileKind::of(meta.file_type());
-        let size = meta.len();
-        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-        let perm = match (kind == FileKind::Dir, meta.permissions().readonly()) {
-            (true, _) => 0o755,
-            (false, true) => 0o444,
-            (false, false) => 0o644,
-        };
-        Attr {
-            ino,
-            kind,
-            size,
-            blocks: size.div_ceil(512),
-            atime: meta.accessed().unwrap_or(mtime),
-            mtime,
-            // No change time in std on Windows; creation time is the closest stable one.
-            ctime: meta.created().unwrap_or(mtime),
-            perm,
-            nlink: 1,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            blksize: 4096,
-        }
-    }
-
-    #[cfg(unix)]
-    pub(super) fn attr_of(&self, ino: Ino, meta: &fs::Metadata) -> Attr {
-        Attr {
-            ino,
-            kind: FileKind::of(meta.file_type()),
-            size: meta.size(),
-            blocks: meta.blocks(),
-            atime: time_of(meta.atime(), meta.atime_nsec()),
-            mtime: time_of(meta.mtime(), meta.mtime_nsec()),
-            ctime: time_of(meta.ctime(), meta.ctime_nsec()),
-            perm: (meta.mode() & 0o7777) as u16,
-            nlink: meta.nlink() as u32,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            rdev: meta.rdev() as u32,
-            blksize: meta.blksize() as u32,
-        }
+        backing::attr(ino, meta, (self.uid, self.gid))
     }
 
     pub(super) fn virtual_attr(&self, ino: Ino, kind: &NodeKind) -> Attr {
@@ -207,25 +118,5 @@ impl Drive {
             attr: self.attr_of(ino, &meta),
             ttl: BACKING_TTL,
         })
-    }
-}
-
-/// Permissions for a mode. Windows keeps only "read-only" (set when no write bit is),
-/// so there the other attributes come from `current`.
-pub(super) fn permissions_for(
-    mode: u32,
-    current: impl FnOnce() -> Result<fs::Metadata>,
-) -> Result<fs::Permissions> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = current;
-        Ok(fs::Permissions::from_mode(mode & 0o7777))
-    }
-    #[cfg(not(unix))]
-    {
-        let mut perm = current()?.permissions();
-        perm.set_readonly(mode & 0o222 == 0);
-        Ok(perm)
     }
 }

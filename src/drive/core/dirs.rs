@@ -4,6 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::sync::Arc;
 
+use super::backing;
 use super::nodes::{Ino, NodeKind, ROOT};
 use super::{
     Drive, DriveError, Fh, FileKind, Result, STATUS_FILE, VERSIONS_DIR, is_reserved, version_name,
@@ -62,11 +63,11 @@ impl Drive {
                     }
                     let kind = entry
                         .file_type()
-                        .map(FileKind::of)
+                        .map(backing::file_kind)
                         .unwrap_or(FileKind::File);
                     let ino = t
                         .child(ino, &name)
-                        .unwrap_or(dirent_ino(&entry) | (1 << 63));
+                        .unwrap_or(backing::dirent_ino(&entry) | (1 << 63));
                     entries.push(DirEntry { ino, kind, name });
                 }
             }
@@ -122,19 +123,5 @@ impl Drive {
 
     pub fn releasedir(&self, fh: Fh) {
         lock(&self.dirs).remove(&fh);
-    }
-}
-
-/// A folder entry's inode number, for entries the node table has not seen; a
-/// made-up but stable-enough 0 where the platform has none to give (Windows' std).
-pub(super) fn dirent_ino(entry: &fs::DirEntry) -> u64 {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::DirEntryExt::ino(entry)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = entry;
-        0
     }
 }

@@ -10,14 +10,8 @@ use super::posix;
 #[error("{}", describe_errno(*.0))]
 pub struct DriveError(pub i32);
 
-#[cfg(unix)]
-fn describe_errno(errno: i32) -> io::Error {
-    io::Error::from_raw_os_error(errno)
-}
-
-#[cfg(not(unix))]
-fn describe_errno(errno: i32) -> &'static str {
-    posix::describe(errno)
+fn describe_errno(errno: i32) -> String {
+    super::backing::describe_errno(errno)
 }
 
 impl DriveError {

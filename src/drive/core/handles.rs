@@ -1,9 +1,7 @@
 //! Open files: handles, reads and writes, and the capture gate (SPEC §4 rule a).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
-#[cfg(unix)]
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -88,19 +86,7 @@ impl Drive {
         let acc = flags & posix::O_ACCMODE;
         let writable = acc != posix::O_RDONLY;
         let mut opts = OpenOptions::new();
-        // The kernel sends explicit offsets and handles O_APPEND and O_TRUNC itself;
-        // O_DIRECT would demand aligned buffers from us.
-        #[cfg(unix)]
-        opts.custom_flags(
-            flags
-                & !(libc::O_CREAT
-                    | libc::O_EXCL
-                    | libc::O_TRUNC
-                    | libc::O_APPEND
-                    | libc::O_NOCTTY
-                    | libc::O_DIRECT
-                    | libc::O_ACCMODE),
-        );
+        backing::open_flags(&mut opts, flags);
         // Writable handles also read: the kernel's writeback cache reads through them.
         opts.read(true).write(writable);
         let file = match opts.open(path) {
@@ -214,10 +200,7 @@ impl Drive {
         let path = self.child_path(&t, parent, name)?;
         let mut opts = OpenOptions::new();
         opts.create(true);
-        #[cfg(unix)]
-        opts.mode(mode & 0o7777);
-        #[cfg(not(unix))]
-        let _ = mode;
+        backing::create_mode(&mut opts, mode);
         if flags & posix::O_EXCL != 0 {
             opts.create_new(true);
         }
@@ -249,7 +232,7 @@ impl Drive {
             let mut buf = vec![0u8; size as usize];
             let mut done = 0;
             while done < buf.len() {
-                match read_at(f, &mut buf[done..], offset + done as u64) {
+                match backing::read_at(f, &mut buf[done..], offset + done as u64) {
                     Ok(0) => break,
                     Ok(n) => done += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -276,18 +259,10 @@ impl Drive {
         let h = self.handle(fh)?;
         match &h.kind {
             HandleKind::Backing(f) => {
-                #[cfg(unix)]
                 if kill_suidgid {
-                    let mode = f.metadata()?.mode();
-                    if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                        use std::os::unix::fs::PermissionsExt;
-                        let cleared = mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);
-                        f.set_permissions(fs::Permissions::from_mode(cleared))?;
-                    }
+                    backing::kill_suidgid(f)?;
                 }
-                #[cfg(not(unix))]
-                let _ = kill_suidgid;
-                write_all_at(f, data, offset)?;
+                backing::write_all_at(f, data, offset)?;
                 Ok(data.len() as u32)
             }
             _ => Err(DriveError::EROFS),
@@ -359,48 +334,4 @@ impl Drive {
             _ => Err(DriveError::EROFS),
         }
     }
-}
-
-#[cfg(unix)]
-pub(super) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(f, buf, offset)
-}
-
-#[cfg(unix)]
-pub(super) fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(f, data, offset)
-}
-
-/// Positioned I/O on Windows moves the handle's cursor too, which nothing here uses.
-#[cfg(windows)]
-pub(super) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(f, buf, offset)
-}
-
-#[cfg(windows)]
-pub(super) fn write_all_at(f: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        match std::os::windows::fs::FileExt::seek_write(f, data, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                data = &data[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(any(unix, windows)))]
-pub(super) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let _ = (f, buf, offset);
-    Err(io::ErrorKind::Unsupported.into())
-}
-
-#[cfg(not(any(unix, windows)))]
-pub(super) fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    let _ = (f, data, offset);
-    Err(io::ErrorKind::Unsupported.into())
 }

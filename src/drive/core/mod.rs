@@ -106,12 +106,7 @@ impl Drive {
         if let Some(parent) = options.index_file.parent() {
             fs::create_dir_all(parent)?;
         }
-        // SAFETY: geteuid/getegid cannot fail.
-        #[cfg(unix)]
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        // Windows has SIDs, not numbers; the WinFsp adapter ignores these.
-        #[cfg(not(unix))]
-        let (uid, gid) = (0, 0);
+        let (uid, gid) = backing::owner();
         Ok(Self {
             versioning: Versioning::new(sink, options.files.clone(), options.index_file),
             view: VersionsView::new(source, options.versions_cache, options.versions_cache_bytes),

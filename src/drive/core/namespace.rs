@@ -2,11 +2,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
-#[cfg(unix)]
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::attr::permissions_for;
 use super::handles::HandleKind;
 use super::nodes::{Ino, NodeKind, NodeTable, ROOT};
 use super::{
@@ -175,9 +173,12 @@ impl Drive {
         };
         let path_or_enoent = || path.as_deref().ok_or(DriveError::ENOENT);
         if let Some(mode) = set.mode {
-            let perm = permissions_for(mode, || match &file {
-                Some(f) => Ok(f.metadata()?),
-                None => Ok(fs::symlink_metadata(path_or_enoent()?)?),
+            let perm = backing::permissions_for(mode, || match &file {
+                Some(f) => f.metadata(),
+                None => match path.as_deref() {
+                    Some(p) => fs::symlink_metadata(p),
+                    None => Err(io::ErrorKind::NotFound.into()),
+                },
             })?;
             match &file {
                 Some(f) => f.set_permissions(perm)?,
@@ -222,8 +223,7 @@ impl Drive {
         if mode & posix::S_IFMT == posix::S_IFREG {
             let mut opts = OpenOptions::new();
             opts.write(true).create_new(true);
-            #[cfg(unix)]
-            opts.mode(mode & 0o7777);
+            backing::create_mode(&mut opts, mode);
             opts.open(&path)?;
         } else {
             backing::mknod(&path, mode, rdev)?;
@@ -235,10 +235,7 @@ impl Drive {
         let mut t = lock(&self.nodes);
         let path = self.child_path(&t, parent, name)?;
         let mut builder = fs::DirBuilder::new();
-        #[cfg(unix)]
-        builder.mode(mode & 0o7777);
-        #[cfg(not(unix))]
-        let _ = (mode, &mut builder);
+        backing::dir_mode(&mut builder, mode);
         builder.create(&path)?;
         self.backing_entry(&mut t, parent, name, &path)
     }
@@ -263,19 +260,11 @@ impl Drive {
         Ok(())
     }
 
-    #[cfg(unix)]
     pub fn symlink(&self, parent: Ino, name: &OsStr, target: &Path) -> Result<Entry> {
         let mut t = lock(&self.nodes);
         let path = self.child_path(&t, parent, name)?;
-        std::os::unix::fs::symlink(target, &path)?;
+        backing::symlink(target, &path)?;
         self.backing_entry(&mut t, parent, name, &path)
-    }
-
-    /// Windows symlinks need a privilege students do not have, and Windows programs
-    /// never ask a drive for POSIX ones.
-    #[cfg(not(unix))]
-    pub fn symlink(&self, _parent: Ino, _name: &OsStr, _target: &Path) -> Result<Entry> {
-        Err(DriveError(posix::ENOTSUP))
     }
 
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> Result<Entry> {
