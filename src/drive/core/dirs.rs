@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::backing;
 use super::nodes::{Ino, NodeKind, ROOT};
 use super::{
-    Drive, DriveError, Fh, FileKind, Result, STATUS_FILE, VERSIONS_DIR, is_reserved, version_name,
+    Drive, DriveError, Fh, FileKind, Result, STATUS_FILE, VERSIONS_DIR, is_reserved, posix,
+    version_name,
 };
 use crate::sync::lock;
 
@@ -75,8 +76,7 @@ impl Drive {
                 let dir = dir.clone();
                 drop(t);
                 let tree = self.view.tree(dir.as_ref()).map_err(|e| {
-                    tracing::warn!(error = %e, "cannot list stored versions");
-                    DriveError::EIO
+                    DriveError::new(posix::EIO, format!("cannot list stored versions: {e}"))
                 })?;
                 let Some(tree) = tree.as_ref() else {
                     return Err(DriveError::ENOENT);
@@ -95,8 +95,7 @@ impl Drive {
                 let path = path.clone();
                 drop(t);
                 let versions = self.view.versions(&path).map_err(|e| {
-                    tracing::warn!(error = %e, "cannot list stored versions");
-                    DriveError::EIO
+                    DriveError::new(posix::EIO, format!("cannot list stored versions: {e}"))
                 })?;
                 let t = lock(&self.nodes);
                 for v in versions.iter() {

@@ -158,8 +158,10 @@ impl Drive {
                     return Err(DriveError::EROFS);
                 }
                 let file = self.view.open(&path, &info).map_err(|e| {
-                    tracing::warn!(%path, error = %e, "cannot fetch a stored version");
-                    DriveError::EIO
+                    DriveError::new(
+                        posix::EIO,
+                        format!("cannot fetch a stored version of {path}: {e}"),
+                    )
                 })?;
                 let fh = self.add_handle(ino, HandleKind::Version(file), false, owner);
                 Ok(Opened {

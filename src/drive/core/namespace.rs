@@ -44,8 +44,7 @@ impl Drive {
     pub(super) fn virtual_child(&self, parent_kind: &NodeKind, name: &OsStr) -> Result<NodeKind> {
         let name = name.to_str().ok_or(DriveError::ENOENT)?;
         let io_err = |e: crate::drive::sink::SinkError| {
-            tracing::warn!(error = %e, "cannot list stored versions");
-            DriveError::EIO
+            DriveError::new(posix::EIO, format!("cannot list stored versions: {e}"))
         };
         match parent_kind {
             NodeKind::VersionsDir(dir) => {

@@ -88,18 +88,20 @@ pub fn describe(errno: i32) -> &'static str {
     }
 }
 
-/// The errno for an I/O error from the backing folder (EIO if it carries none).
-#[cfg(unix)]
+/// The errno for an I/O error from the backing folder: the raw code on Unix, the
+/// portable [`std::io::ErrorKind`] elsewhere (Windows' raw codes are not errnos) and
+/// for errors made in-process (no raw code), EIO if the kind says nothing better.
 pub fn errno_of(e: &std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(EIO)
+    #[cfg(unix)]
+    if let Some(errno) = e.raw_os_error() {
+        return errno;
+    }
+    errno_of_kind(e.kind())
 }
 
-/// The errno for an I/O error from the backing folder: the raw code on Unix, the
-/// portable [`std::io::ErrorKind`] elsewhere (Windows' raw codes are not errnos).
-#[cfg(not(unix))]
-pub fn errno_of(e: &std::io::Error) -> i32 {
+fn errno_of_kind(kind: std::io::ErrorKind) -> i32 {
     use std::io::ErrorKind as K;
-    match e.kind() {
+    match kind {
         K::NotFound => ENOENT,
         K::PermissionDenied => EACCES,
         K::AlreadyExists => EEXIST,

@@ -22,10 +22,13 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+mod log;
 mod session;
+
+use log::failed;
 pub use session::{Mountpoint, SessionError, is_mount_point};
 
-use super::core::{Attr, Drive, DriveError, Entry, FileKind, Opened, SetAttr, SetTime};
+use super::core::{Attr, Drive, Entry, FileKind, Opened, SetAttr, SetTime};
 
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -47,10 +50,6 @@ pub struct FuseDrive {
     backing_by_ino: Mutex<HashMap<u64, Weak<BackingId>>>,
     backing_by_fh: Mutex<HashMap<u64, Arc<BackingId>>>,
     mode_report: Mutex<Option<std::sync::mpsc::Sender<IoMode>>>,
-}
-
-fn errno(e: DriveError) -> Errno {
-    Errno::from_i32(e.errno())
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -211,7 +210,7 @@ impl Filesystem for FuseDrive {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.drive.lookup(parent.0, name) {
             Ok(e) => Self::reply_entry(reply, e),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("lookup", e)),
         }
     }
 
@@ -222,7 +221,7 @@ impl Filesystem for FuseDrive {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.drive.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(e) => reply.attr(&e.ttl, &attr(&e.attr)),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("getattr", e)),
         }
     }
 
@@ -254,7 +253,7 @@ impl Filesystem for FuseDrive {
         };
         match self.drive.setattr(ino.0, fh.map(|f| f.0), set) {
             Ok(e) => reply.attr(&e.ttl, &attr(&e.attr)),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("setattr", e)),
         }
     }
 
@@ -262,7 +261,7 @@ impl Filesystem for FuseDrive {
         use std::os::unix::ffi::OsStrExt;
         match self.drive.readlink(ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("readlink", e)),
         }
     }
 
@@ -278,7 +277,7 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.mknod(parent.0, name, mode, rdev as u64) {
             Ok(e) => Self::reply_entry(reply, e),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("mknod", e)),
         }
     }
 
@@ -293,21 +292,21 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.mkdir(parent.0, name, mode) {
             Ok(e) => Self::reply_entry(reply, e),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("mkdir", e)),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.drive.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("unlink", e)),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.drive.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("rmdir", e)),
         }
     }
 
@@ -321,7 +320,7 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.symlink(parent.0, link_name, target) {
             Ok(e) => Self::reply_entry(reply, e),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("symlink", e)),
         }
     }
 
@@ -340,7 +339,7 @@ impl Filesystem for FuseDrive {
             .rename(parent.0, name, newparent.0, newname, flags.bits())
         {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("rename", e)),
         }
     }
 
@@ -354,14 +353,14 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.link(ino.0, newparent.0, newname) {
             Ok(e) => Self::reply_entry(reply, e),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("link", e)),
         }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let opened = match self.drive.open(ino.0, flags.0, process_of(req)) {
             Ok(o) => o,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return reply.error(failed("open", e)),
         };
         let fopen = self.open_flags(&opened);
         if let Some(file) = &opened.backing
@@ -389,7 +388,7 @@ impl Filesystem for FuseDrive {
             .create(parent.0, name, mode, flags, process_of(req))
         {
             Ok(x) => x,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return reply.error(failed("create", e)),
         };
         let fopen = self.open_flags(&opened);
         let a = attr(&entry.attr);
@@ -423,7 +422,7 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("read", e)),
         }
     }
 
@@ -442,7 +441,7 @@ impl Filesystem for FuseDrive {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.drive.write(fh.0, offset, data, kill) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("write", e)),
         }
     }
 
@@ -457,7 +456,7 @@ impl Filesystem for FuseDrive {
         tracing::trace!(ino = _ino.0, fh = fh.0, "flush");
         match self.drive.flush(fh.0, process_of(req)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("flush", e)),
         }
     }
 
@@ -476,7 +475,7 @@ impl Filesystem for FuseDrive {
         lock(&self.backing_by_fh).remove(&fh.0);
         match result {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("release", e)),
         }
     }
 
@@ -490,14 +489,14 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("fsync", e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.drive.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("opendir", e)),
         }
     }
 
@@ -511,7 +510,7 @@ impl Filesystem for FuseDrive {
     ) {
         let entries = match self.drive.readdir(fh.0) {
             Ok(e) => e,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return reply.error(failed("readdir", e)),
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
@@ -531,7 +530,7 @@ impl Filesystem for FuseDrive {
     ) {
         let entries = match self.drive.readdir(fh.0) {
             Ok(e) => e,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return reply.error(failed("readdirplus", e)),
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let next = (i + 1) as u64;
@@ -591,7 +590,7 @@ impl Filesystem for FuseDrive {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("statfs", e)),
         }
     }
 
@@ -607,7 +606,7 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("setxattr", e)),
         }
     }
 
@@ -616,7 +615,7 @@ impl Filesystem for FuseDrive {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("getxattr", e)),
         }
     }
 
@@ -625,14 +624,14 @@ impl Filesystem for FuseDrive {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("listxattr", e)),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.drive.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("removexattr", e)),
         }
     }
 
@@ -648,7 +647,7 @@ impl Filesystem for FuseDrive {
     ) {
         match self.drive.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(failed("fallocate", e)),
         }
     }
 }
