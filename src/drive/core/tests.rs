@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
+
+mod model;
 use crate::drive::sink::{SinkError, StoreSource, VersionSink};
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, MemStore, Store};
