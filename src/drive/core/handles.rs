@@ -200,14 +200,17 @@ impl Drive {
             return Err(DriveError::EEXIST);
         }
         let path = self.child_path(&t, parent, name)?;
+        // Create first, then open with the caller's flags like any open. A file this
+        // call created gets the caller's mode exactly (the kernel applied the caller's
+        // umask; ects' own must not strip more); an existing one is left as it is.
         let mut opts = OpenOptions::new();
-        opts.create(true);
+        opts.write(true).create_new(true);
         backing::create_mode(&mut opts, mode);
-        if flags & posix::O_EXCL != 0 {
-            opts.create_new(true);
+        match opts.open(&path) {
+            Ok(f) => backing::set_mode(&f, mode)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && flags & posix::O_EXCL == 0 => {}
+            Err(e) => return Err(e.into()),
         }
-        // Create first, then open with the caller's flags like any open.
-        drop(opts.write(true).open(&path)?);
         let entry = self.backing_entry(&mut t, parent, name, &path)?;
         drop(t);
         let (file, writable) = self.open_backing(&path, flags)?;

@@ -30,7 +30,6 @@ mod xattr;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,9 +101,11 @@ impl Drive {
         sink: Arc<dyn VersionSink>,
         source: Arc<dyn VersionSource>,
     ) -> io::Result<Self> {
-        fs::create_dir_all(&options.files)?;
+        // Folders the drive creates are the OS user's alone (issue 15): another user of
+        // the PC must not read, plant or alter a student's work or the drive's state.
+        backing::create_private_dir_all(&options.files)?;
         if let Some(parent) = options.index_file.parent() {
-            fs::create_dir_all(parent)?;
+            backing::create_private_dir_all(parent)?;
         }
         let (uid, gid) = backing::owner();
         Ok(Self {

@@ -223,9 +223,10 @@ impl Drive {
             let mut opts = OpenOptions::new();
             opts.write(true).create_new(true);
             backing::create_mode(&mut opts, mode);
-            opts.open(&path)?;
+            backing::set_mode(&opts.open(&path)?, mode)?;
         } else {
             backing::mknod(&path, mode, rdev)?;
+            backing::set_path_mode(&path, mode)?;
         }
         self.backing_entry(&mut t, parent, name, &path)
     }
@@ -236,6 +237,8 @@ impl Drive {
         let mut builder = fs::DirBuilder::new();
         backing::dir_mode(&mut builder, mode);
         builder.create(&path)?;
+        // The caller's mode exactly, not less ects' own umask.
+        backing::set_path_mode(&path, mode)?;
         self.backing_entry(&mut t, parent, name, &path)
     }
 

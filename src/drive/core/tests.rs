@@ -9,6 +9,8 @@ use std::time::Duration;
 use super::*;
 
 mod model;
+#[cfg(unix)]
+mod private;
 use crate::drive::sink::{SinkError, StoreSource, VersionSink};
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, MemStore, Store};

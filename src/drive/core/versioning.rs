@@ -250,7 +250,12 @@ impl Versioning {
         let bytes = serde_json::to_vec(&snapshot).map_err(io::Error::other)?;
         let tmp = self.index_file.with_extension("tmp");
         let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
+            // A fresh 0600 file: a leftover temp file could be someone else's.
+            let _ = fs::remove_file(&tmp);
+            let mut opts = fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            super::backing::private_file(&mut opts);
+            let mut f = opts.open(&tmp)?;
             io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &self.index_file)

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local, Utc};
 
 use super::super::sink::{SinkError, VersionSource};
+use super::backing;
 use crate::names::RelPath;
 use crate::store::{Digest, Tree, VersionInfo};
 
@@ -107,7 +108,12 @@ impl ContentCache {
     fn new(dir: PathBuf, cap: u64) -> Self {
         // Start empty: what a previous mount cached is not tracked.
         let _ = fs::remove_dir_all(&dir);
-        let _ = fs::create_dir_all(&dir);
+        // 0700 and its files 0600: nobody else may plant what `.versions` shows.
+        if let Err(e) =
+            backing::create_private_dir_all(&dir).and_then(|()| backing::make_private_dir(&dir))
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the versions cache");
+        }
         Self {
             dir,
             cap,
@@ -130,9 +136,13 @@ impl ContentCache {
         {
             let mut lru = lock(&self.lru);
             if lru.0.get(&sha).is_some() {
-                match File::open(self.file(&sha)) {
-                    Ok(f) => return Ok(f),
-                    Err(_) => {
+                // Verified on every open: what `.versions` shows is what the store holds,
+                // even if the cached copy was altered; a mismatch is fetched again.
+                match File::open(self.file(&sha)).and_then(|f| verify(f, &sha)) {
+                    Ok(Some(f)) => return Ok(f),
+                    Ok(None) | Err(_) => {
+                        tracing::warn!(%path, "a cached version did not match its hash; fetching it again");
+                        let _ = fs::remove_file(self.file(&sha));
                         if let Some(size) = lru.0.pop(&sha) {
                             lru.1 -= size;
                         }
@@ -143,7 +153,11 @@ impl ContentCache {
         let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("fetch-{seq}.tmp"));
         let result = (|| {
-            let mut out = HashingWriter::new(File::create(&tmp).map_err(SinkError::Read)?);
+            let _ = fs::remove_file(&tmp);
+            let mut opts = fs::OpenOptions::new();
+            opts.read(true).write(true).create_new(true);
+            backing::private_file(&mut opts);
+            let mut out = HashingWriter::new(opts.open(&tmp).map_err(SinkError::Read)?);
             source.fetch(path, &sha, &mut out)?;
             let (file, got, size) = out.finish();
             file.sync_data().ok();
@@ -153,16 +167,16 @@ impl ContentCache {
                 )));
             }
             fs::rename(&tmp, self.file(&sha)).map_err(SinkError::Read)?;
-            Ok(size)
+            // The descriptor that received the verified bytes, not a new open by name.
+            Ok((file, size))
         })();
-        let size = match result {
-            Ok(size) => size,
+        let (file, size) = match result {
+            Ok(x) => x,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 return Err(e);
             }
         };
-        let file = File::open(self.file(&sha)).map_err(SinkError::Read)?;
         let mut lru = lock(&self.lru);
         if lru.0.put(sha, size).is_none() {
             lru.1 += size;
@@ -178,6 +192,12 @@ impl ContentCache {
         }
         Ok(file)
     }
+}
+
+/// `f` if its content hashes to `sha`.
+fn verify(f: File, sha: &Digest) -> io::Result<Option<File>> {
+    let (got, _) = Digest::of_reader(&f)?;
+    Ok((got == *sha).then_some(f))
 }
 
 /// Counts and hashes what is written through it.

@@ -52,6 +52,13 @@ pub struct FuseDrive {
     mode_report: Mutex<Option<std::sync::mpsc::Sender<IoMode>>>,
 }
 
+/// The mode a new node gets: the caller's, less the caller's umask. The kernel has
+/// usually applied it already (then this changes nothing); the drive applies it
+/// exactly, never its own process umask.
+fn created_mode(mode: u32, umask: u32) -> u32 {
+    mode & !(umask & 0o777)
+}
+
 fn file_type(k: FileKind) -> FileType {
     match k {
         FileKind::File => FileType::RegularFile,
@@ -271,11 +278,14 @@ impl Filesystem for FuseDrive {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self.drive.mknod(parent.0, name, mode, rdev as u64) {
+        match self
+            .drive
+            .mknod(parent.0, name, created_mode(mode, umask), rdev as u64)
+        {
             Ok(e) => Self::reply_entry(reply, e),
             Err(e) => reply.error(failed("mknod", e)),
         }
@@ -287,10 +297,10 @@ impl Filesystem for FuseDrive {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.drive.mkdir(parent.0, name, mode) {
+        match self.drive.mkdir(parent.0, name, created_mode(mode, umask)) {
             Ok(e) => Self::reply_entry(reply, e),
             Err(e) => reply.error(failed("mkdir", e)),
         }
@@ -379,14 +389,17 @@ impl Filesystem for FuseDrive {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let (entry, opened) = match self
-            .drive
-            .create(parent.0, name, mode, flags, process_of(req))
-        {
+        let (entry, opened) = match self.drive.create(
+            parent.0,
+            name,
+            created_mode(mode, umask),
+            flags,
+            process_of(req),
+        ) {
             Ok(x) => x,
             Err(e) => return reply.error(failed("create", e)),
         };

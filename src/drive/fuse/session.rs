@@ -99,10 +99,6 @@ impl Mountpoint {
         drain_timeout: Duration,
         on_mounted: impl FnOnce(IoMode),
     ) -> Result<io::Result<()>, SessionError> {
-        // Modes arrive already masked by the kernel; don't mask them twice.
-        // SAFETY: umask only changes this process's file creation mask.
-        unsafe { libc::umask(0) };
-
         let (mode_tx, mode_rx) = mpsc::channel();
         let fs = FuseDrive::new(drive.clone(), passthrough, Some(mode_tx));
         let mut config = fuser::Config::default();

@@ -309,3 +309,29 @@ pub fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
     let _ = (f, data, offset);
     Err(unsupported())
 }
+
+// ----- the drive's own files: private to the OS user -----
+
+/// Under `%LOCALAPPDATA%` folders inherit an ACL that admits only the user.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+pub fn make_private_dir(dir: &Path) -> io::Result<()> {
+    let _ = dir;
+    Ok(())
+}
+
+pub fn private_file(opts: &mut OpenOptions) {
+    let _ = opts;
+}
+
+pub fn set_mode(f: &File, mode: u32) -> io::Result<()> {
+    let _ = (f, mode);
+    Ok(())
+}
+
+pub fn set_path_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let _ = (path, mode);
+    Ok(())
+}
