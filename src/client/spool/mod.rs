@@ -42,9 +42,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use self::capture::CaptureError;
 use self::journal::Record;
 use self::state::{Entry, Guard, Inner, State, data_file};
-pub use self::status::{FailedUpload, LastError, SpoolStatus, human_bytes, render_status};
+pub use self::status::{
+    FailedUpload, LastError, LostCapture, SpoolStatus, human_bytes, render_status,
+};
 #[cfg(test)]
 use self::worker::backoff;
 #[cfg(test)]
@@ -88,6 +91,12 @@ impl SpoolError {
             context,
             source,
         }
+    }
+
+    /// True when the file to capture could not be read (gone, not a regular file), as
+    /// opposed to the spool failing to keep a copy.
+    pub fn is_source(&self) -> bool {
+        matches!(self, SpoolError::Source { .. })
     }
 
     /// The OS error behind this, if any (the drive turns it into an errno).
@@ -262,18 +271,27 @@ impl Spool {
             st.next_id - 1
         };
         let dest = data_file(&inner.captures_dir, id);
-        let (sha256, size) = capture::copy_and_hash(source, &dest).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists || dest.exists() {
-                SpoolError::io(&inner.dir, "writing a capture", e)
-            } else {
-                SpoolError::Source {
+        let (sha256, size) = match capture::copy_and_hash(source, &dest) {
+            Ok(done) => done,
+            Err(CaptureError::Source(e)) => {
+                return Err(SpoolError::Source {
                     path: source.to_owned(),
                     source: e,
-                }
+                });
             }
-        })?;
+            Err(CaptureError::Spool(e)) => {
+                let err = SpoolError::io(&inner.dir, "writing a capture", e);
+                self.lost(path, &err);
+                return Err(err);
+            }
+        };
         let mut st = lock(&inner.state);
         st.captures += 1;
+        if st.lost.remove(path.as_str()).is_some() {
+            // Not yet committed: it would land after this capture's record and revive.
+            st.records
+                .retain(|r| !matches!(r, Record::Lost { path: p, .. } if p == path.as_str()));
+        }
         // The same version of the same path already queued: keep the older entry.
         let same = |e: &Entry| e.path == *path && e.sha256 == sha256;
         let existing = st.queued().find(|e| same(e)).map(|e| e.id);
@@ -300,6 +318,32 @@ impl Spool {
         });
         inner.changed.notify_all();
         Ok(Captured { id, sha256, size })
+    }
+
+    /// Records a version that could not be captured as a visible problem: in the
+    /// status (`.ects-status.txt`) at once and in the journal (`ects status`) with the
+    /// next commit. Never silent: the student's save is not backed up.
+    fn lost(&self, path: &RelPath, err: &SpoolError) {
+        let inner = &self.inner;
+        let time = Utc::now();
+        let message = err.to_string();
+        tracing::error!(%path, "version NOT taken: {message}");
+        let mut st = lock(&inner.state);
+        st.lost.insert(
+            path.to_string(),
+            LostCapture {
+                path: path.to_string(),
+                message: message.clone(),
+                time,
+            },
+        );
+        st.records.push(Record::Lost {
+            path: path.to_string(),
+            message: message.clone(),
+            time,
+        });
+        st.last_error = Some(LastError { time, message });
+        inner.changed.notify_all();
     }
 
     /// Waits until entry `id` is durable (or already uploaded/failed).
@@ -401,6 +445,7 @@ impl Spool {
             oldest_pending: st.queued().map(|e| e.time).min(),
             uploading: st.in_flight.len(),
             failed: st.failed.values().map(|(_, f)| f.clone()).collect(),
+            lost: st.lost.values().cloned().collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
             local_store: self.inner.uploader.local_store(),
@@ -459,3 +504,6 @@ impl Spool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lost_tests;

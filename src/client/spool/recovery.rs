@@ -55,6 +55,7 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
         next_id: replayed.next_id.max(max_file_id).max(1),
         done: replayed.done,
         last_error: replayed.last_error.clone(),
+        lost: std::mem::take(&mut replayed.lost),
         ..State::default()
     };
     // A recorded capture whose data is not whole is never uploaded as if it were.
@@ -123,6 +124,7 @@ pub(super) fn snapshot_records(st: &State) -> Vec<Record> {
         done: st.done,
         next_id: st.next_id,
         last_error: st.last_error.clone(),
+        lost: st.lost.clone(),
         failed: st.failed.clone(),
         ..Default::default()
     };

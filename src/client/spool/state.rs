@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::journal::{CaptureRec, JournalFile, Record};
-use super::status::{FailedUpload, LastError};
+use super::status::{FailedUpload, LastError, LostCapture};
 use super::{SpoolEvent, SpoolOptions};
 use crate::client::upload::Uploader;
 use crate::names::RelPath;
@@ -69,6 +69,8 @@ pub(super) struct State {
     pub(super) captures: u64,
     pub(super) commits: u64,
     pub(super) last_error: Option<LastError>,
+    /// Versions that could not be captured, by path (shown until the path is captured).
+    pub(super) lost: BTreeMap<String, LostCapture>,
     pub(super) reachable: Option<bool>,
     pub(super) stop: bool,
 }
