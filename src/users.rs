@@ -115,6 +115,24 @@ pub enum UsersError {
     Corrupt { path: String, message: String },
     #[error("reading or writing {path}: {source}")]
     Io { path: String, source: io::Error },
+    /// The file exists but this process may not read or replace it: typically
+    /// `users.toml` left owned by root after `sudo ects user …` on an older version.
+    #[error(
+        "{path}: permission denied ({source}); this process runs as uid {uid}: give the file \
+         back to the user the server runs as (e.g. `chown ects: {path}; chmod 600 {path}`) \
+         or run `ects user …` as that user (`sudo -u ects ects user …`)"
+    )]
+    Permission {
+        path: String,
+        uid: u32,
+        source: io::Error,
+    },
+    /// `ects user …` run by someone who may not give the new file the old one's owner.
+    #[error(
+        "{path} belongs to uid {owner}, not to you (uid {uid}): run this command as its \
+         owner (`sudo -u <owner> ects user …`) or as root, so the server can still read it"
+    )]
+    NotOwner { path: String, owner: u32, uid: u32 },
     #[error("password hashing failed: {0}")]
     Hash(String),
 }
@@ -311,7 +329,17 @@ impl UserDb {
 
     fn io_err(&self, path: &Path) -> impl FnOnce(io::Error) -> UsersError {
         let path = path.display().to_string();
-        move |source| UsersError::Io { path, source }
+        move |source| {
+            if source.kind() == io::ErrorKind::PermissionDenied {
+                UsersError::Permission {
+                    path,
+                    uid: current_uid(),
+                    source,
+                }
+            } else {
+                UsersError::Io { path, source }
+            }
+        }
     }
 
     /// Re-reads users.toml if it changed since it was last read.
@@ -360,6 +388,12 @@ impl UserDb {
             .open(&self.lock_path)
             .map_err(self.io_err(&self.lock_path))?;
         lock.lock().map_err(self.io_err(&self.lock_path))?;
+        // Root editing a data folder that belongs to the server's user must leave both
+        // files to that user, or the next request (or registration) fails.
+        let owner = owner_of(&self.path, dir).map_err(self.io_err(&self.path))?;
+        if current_uid() == 0 {
+            keep_owner(&lock, &self.lock_path, owner, None)?;
+        }
         let mut file = self.read_file()?;
         change(&mut file)?;
         let text = toml::to_string(&file).map_err(|e| UsersError::Hash(e.to_string()))?;
@@ -370,13 +404,105 @@ impl UserDb {
         tmp.write_all(text.as_bytes())
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(self.io_err(tmp.path()))?;
-        // tempfile creates files with mode 0600 already: hashes stay private.
+        // tempfile creates files with mode 0600 already: hashes stay private. The
+        // replacement keeps the owner, group and mode of the file it replaces.
+        keep_owner(tmp.as_file(), &self.path, owner, owner.and_then(|o| o.mode))?;
         tmp.persist(&self.path)
             .map_err(|e| self.io_err(&self.path)(e.error))?;
         crate::store::sync_dir(dir).map_err(self.io_err(dir))?;
         drop(lock);
         self.refresh()
     }
+}
+
+/// Who owns users.toml (or, before it exists, the data folder), and its mode.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    /// Permission bits of the existing users.toml; `None` keeps the new file's 0600.
+    mode: Option<u32>,
+}
+
+#[cfg(unix)]
+fn owner_of(file: &Path, dir: &Path) -> io::Result<Option<Owner>> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(file) {
+        Ok(m) => Ok(Some(Owner {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: Some(m.mode() & 0o7777),
+        })),
+        // A new file goes to the folder's owner, which only root may need to fix.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && current_uid() != 0 => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let m = fs::metadata(dir)?;
+            Ok(Some(Owner {
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: None,
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn owner_of(_file: &Path, _dir: &Path) -> io::Result<Option<Owner>> {
+    Ok(None)
+}
+
+/// Gives `file` (an open handle of the new `path`) the owner `owner` and mode `mode`.
+/// Only root may give a file away: anyone else editing a file they do not own is
+/// refused with a message that says whose it is.
+#[cfg(unix)]
+fn keep_owner(
+    file: &fs::File,
+    path: &Path,
+    owner: Option<Owner>,
+    mode: Option<u32>,
+) -> Result<(), UsersError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, fchown};
+    let err = |source: io::Error| UsersError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let Some(owner) = owner else { return Ok(()) };
+    let meta = file.metadata().map_err(err)?;
+    if (meta.uid(), meta.gid()) != (owner.uid, owner.gid) {
+        let uid = current_uid();
+        if uid != 0 && meta.uid() != owner.uid {
+            return Err(UsersError::NotOwner {
+                path: path.display().to_string(),
+                owner: owner.uid,
+                uid,
+            });
+        }
+        fchown(file, Some(owner.uid), Some(owner.gid)).map_err(err)?;
+    }
+    if let Some(mode) = mode {
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_owner(
+    _file: &fs::File,
+    _path: &Path,
+    _owner: Option<Owner>,
+    _mode: Option<u32>,
+) -> Result<(), UsersError> {
+    Ok(())
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    #[cfg(unix)]
+    return unsafe { libc::geteuid() };
+    #[cfg(not(unix))]
+    0
 }
 
 fn to_user(r: &Record) -> Option<User> {
