@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -27,6 +28,11 @@ use crate::names::{NameError, UserName};
 
 /// Longest password accepted, in bytes (argon2 takes any length; this bounds work).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Accounts one address may create through registration per [`REGISTRATION_WINDOW`].
+/// A shared lab PC registers a few students; a script registering hundreds is stopped.
+pub const REGISTRATIONS_PER_ADDRESS: usize = 10;
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +107,13 @@ pub enum UsersError {
     Name(#[from] NameError),
     #[error("user {0} already exists")]
     Exists(String),
+    #[error("user {existing} already exists, which differs from {name} only in case")]
+    LookAlike { name: String, existing: String },
+    #[error(
+        "too many new accounts from this computer ({REGISTRATIONS_PER_ADDRESS} an hour); \
+         ask a teacher or try again later"
+    )]
+    TooManyRegistrations,
     #[error("these users already exist: {}", .0.join(", "))]
     ExistMany(Vec<String>),
     #[error("user {0} appears twice in the list")]
@@ -144,6 +157,8 @@ pub struct UserDb {
     loaded: RwLock<Loaded>,
     verified: Mutex<HashMap<String, [u8; 32]>>,
     key: [u8; 32],
+    /// When each address registered its recent accounts (in this process).
+    registrations: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
 #[derive(Default)]
@@ -164,6 +179,7 @@ impl UserDb {
             loaded: RwLock::default(),
             verified: Mutex::default(),
             key: rand::random(),
+            registrations: Mutex::default(),
         };
         db.refresh()?;
         Ok(db)
@@ -230,10 +246,18 @@ impl UserDb {
 
     /// Adds a user. Fails if the name is taken.
     pub fn add(&self, name: &UserName, role: Role, password: &str) -> Result<User, UsersError> {
+        UserName::parse_new(name.as_str())?;
         let hash = hash_password(password)?;
         self.edit(|file| {
-            if file.users.iter().any(|r| r.name == name.as_str()) {
-                return Err(UsersError::Exists(name.to_string()));
+            if let Some(r) = same_name(file, name.as_str()) {
+                return Err(if r.name == name.as_str() {
+                    UsersError::Exists(name.to_string())
+                } else {
+                    UsersError::LookAlike {
+                        name: name.to_string(),
+                        existing: r.name.clone(),
+                    }
+                });
             }
             file.users.push(Record {
                 name: name.to_string(),
@@ -256,7 +280,8 @@ impl UserDb {
     pub fn add_many(&self, new: &[NewUser]) -> Result<Vec<User>, UsersError> {
         let mut seen = std::collections::HashSet::new();
         for u in new {
-            if !seen.insert(u.name.as_str()) {
+            UserName::parse_new(u.name.as_str())?;
+            if !seen.insert(u.name.as_str().to_ascii_lowercase()) {
                 return Err(UsersError::Duplicate(u.name.to_string()));
             }
         }
@@ -274,7 +299,7 @@ impl UserDb {
         self.edit(|file| {
             let taken: Vec<String> = records
                 .iter()
-                .filter(|r| file.users.iter().any(|e| e.name == r.name))
+                .filter(|r| same_name(file, &r.name).is_some())
                 .map(|r| r.name.clone())
                 .collect();
             if !taken.is_empty() {
@@ -294,9 +319,37 @@ impl UserDb {
     }
 
     /// Registration (`--allow-registration`): the first sign-in with an unknown name
-    /// claims it as a student.
-    pub fn register(&self, name: &UserName, password: &str) -> Result<User, UsersError> {
-        self.add(name, Role::Student, password)
+    /// claims it as a student, at most [`REGISTRATIONS_PER_ADDRESS`] per address and
+    /// [`REGISTRATION_WINDOW`] (`from`: the caller's address, if known).
+    pub fn register(
+        &self,
+        name: &UserName,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> Result<User, UsersError> {
+        if let Some(addr) = from {
+            let mut recent = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let times = recent.entry(addr).or_default();
+            times.retain(|t| now.duration_since(*t) < REGISTRATION_WINDOW);
+            if times.len() >= REGISTRATIONS_PER_ADDRESS {
+                return Err(UsersError::TooManyRegistrations);
+            }
+            // Taken before the (slow) add so parallel attempts cannot exceed the limit.
+            times.push(now);
+        }
+        let result = self.add(name, Role::Student, password);
+        if result.is_err()
+            && let Some(addr) = from
+            && let Some(times) = self
+                .registrations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&addr)
+        {
+            times.pop();
+        }
+        result
     }
 
     /// Sets a new password and enables the user again.
@@ -511,6 +564,13 @@ fn to_user(r: &Record) -> Option<User> {
         role: r.role,
         disabled: r.disabled,
     })
+}
+
+/// The user whose name equals `name` ignoring case (Windows treats them as one).
+fn same_name<'a>(file: &'a UsersFile, name: &str) -> Option<&'a Record> {
+    file.users
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(name))
 }
 
 fn find_mut<'a>(file: &'a mut UsersFile, name: &UserName) -> Result<&'a mut Record, UsersError> {

@@ -162,3 +162,60 @@ fn root_running_user_commands_keeps_the_server_serving() {
     );
     server.kill();
 }
+
+/// One name rule for every way a name is created (issue 15 item 6): `user add`,
+/// `user import` and registration all refuse look-alikes (case) and reserved names,
+/// and one address cannot register accounts without end.
+#[test]
+fn one_name_rule_for_add_import_and_registration() {
+    let dir = common::temp_dir();
+    let env = [("ECTS_PASSWORD", "a-good-password")];
+    let add = |name: &str| ects(&["user", "add", name, "--data", "data"], dir.path(), &env);
+    let out = add("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = add("mrs-k");
+    assert!(out.status.success(), "{}", text(&out));
+    for bad in [
+        "Alice", "MRS-K", "con", "NUL", "com1", "a.", "admin", "Root",
+    ] {
+        let out = add(bad);
+        assert!(!out.status.success(), "user add {bad} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("only in case") || err.contains("reserved") || err.contains("end with"),
+            "{bad}: {err}"
+        );
+    }
+    fs::write(
+        dir.path().join("list.csv"),
+        "name,role\nALICE,student\nprn,student\n",
+    )
+    .unwrap();
+    let out = ects(
+        &["user", "import", "list.csv", "--data", "data"],
+        dir.path(),
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2:") && err.contains(":3:"), "{err}");
+
+    let server = common::TestServer::start(&dir.path().join("data"), &["--allow-registration"]);
+    let sign_in = |name: &str| list_status(&server.url, name, "a-good-password");
+    for bad in ["Alice", "MRS-K", "con", "lpt1.x", "a.", "admin"] {
+        assert_eq!(sign_in(bad), 401, "registering {bad} must be refused");
+    }
+    for i in 0..ects::users::REGISTRATIONS_PER_ADDRESS {
+        assert_eq!(sign_in(&format!("new{i}")), 200);
+    }
+    assert_eq!(sign_in("one-too-many"), 429);
+    // Those already registered still sign in.
+    assert_eq!(sign_in("new0"), 200);
+    let out = ects(&["user", "list", "--data", "data"], dir.path(), &[]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        listed.lines().count(),
+        2 + ects::users::REGISTRATIONS_PER_ADDRESS,
+        "{listed}"
+    );
+}
