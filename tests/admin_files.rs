@@ -219,3 +219,57 @@ fn one_name_rule_for_add_import_and_registration() {
         "{listed}"
     );
 }
+
+/// Copying the data folder with `cp -r` resets every `stored_at` (issue 16 item 6):
+/// fsck finds it, `--repair-times` restores the journal's times.
+#[test]
+fn fsck_finds_and_repairs_times_lost_by_a_copy() {
+    let mut server =
+        common::TestServer::with_users(&[("alice", common::Role::Student, "pw-alice")], &[]);
+    common::put_version(&server, "alice", "pw-alice", "Docs/essay.txt", b"first");
+    common::put_version(&server, "alice", "pw-alice", "Docs/essay.txt", b"second");
+    server.kill();
+    let versions = common::stored_versions(&server.data);
+    assert_eq!(versions.len(), 2);
+    let mtime = |data: &Path, rel: &str| {
+        fs::metadata(data.join("uploads").join(rel))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    // Long enough that the copy's times differ by more than the filesystem rounding.
+    std::thread::sleep(Duration::from_millis(1200));
+    let dir = common::temp_dir();
+    let copy = dir.path().join("copy");
+    let cp = Command::new("cp")
+        .arg("-r")
+        .arg(&server.data)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    assert_ne!(
+        mtime(&copy, &versions[0]),
+        mtime(&server.data, &versions[0])
+    );
+
+    let copy_arg = copy.to_str().unwrap();
+    let out = ects(&["fsck", "--data", copy_arg], dir.path(), &[]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(report.matches("TIME ").count(), 2, "{report}");
+    assert!(report.contains("--repair-times"), "{report}");
+
+    let out = ects(
+        &["fsck", "--repair-times", "--data", copy_arg],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REPAIRED 2"));
+    for v in &versions {
+        assert_eq!(mtime(&copy, v), mtime(&server.data, v), "{v}");
+    }
+    let out = ects(&["fsck", "--data", copy_arg], dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
