@@ -221,6 +221,10 @@ pub struct FsckArgs {
     /// The store's data folder.
     #[arg(long, env = "ECTS_DATA", default_value = "./ects-data")]
     pub data: PathBuf,
+    /// Set every version's stored_at (its file's mtime) that disagrees with the
+    /// journal back to the journal's time, e.g. after a copy with `cp -r`.
+    #[arg(long, env = "ECTS_REPAIR_TIMES")]
+    pub repair_times: bool,
 }
 
 #[derive(Debug, Args)]

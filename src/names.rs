@@ -25,6 +25,12 @@ pub enum NameError {
     UserBadChar(String),
     #[error("the user name {0:?} must not start with '.'")]
     UserLeadingDot(String),
+    #[error(
+        "the user name {0:?} is reserved (a Windows device name or an admin word); choose another"
+    )]
+    UserReserved(String),
+    #[error("the user name {0:?} must not end with '.' (Windows drops it)")]
+    UserTrailingDot(String),
     #[error("the path is empty")]
     EmptyPath,
     #[error("the path must be relative, not start with '/'")]
@@ -67,9 +73,40 @@ impl UserName {
         Ok(Self(s.to_owned()))
     }
 
+    /// The stricter rule for a name being created (`user add`, `user import`,
+    /// registration): on top of [`UserName::parse`], no Windows device name (`con`,
+    /// `nul.x`, `com1`), no trailing `.` and no admin word, since a name becomes a
+    /// folder on Windows lab PCs and a look-alike of an admin misleads people.
+    /// Uniqueness ignoring case is checked against the users that exist
+    /// (`UserDb::add`). Existing users keep working under the plain rule.
+    pub fn parse_new(s: &str) -> Result<Self, NameError> {
+        let name = Self::parse(s)?;
+        if s.ends_with('.') {
+            return Err(NameError::UserTrailingDot(s.to_owned()));
+        }
+        if is_reserved_user(s) {
+            return Err(NameError::UserReserved(s.to_owned()));
+        }
+        Ok(name)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Admin words nobody may sign up as, compared ignoring case.
+const RESERVED_USERS: &[&str] = &["admin", "administrator", "root", "system", "ects"];
+
+/// A DOS device name before the first dot (`con`, `NUL.txt`, `lpt1`), or an admin word.
+fn is_reserved_user(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    let stem = lower.split('.').next().unwrap_or(&lower);
+    let device = matches!(stem, "con" | "prn" | "aux" | "nul")
+        || (stem.len() == 4
+            && (stem.starts_with("com") || stem.starts_with("lpt"))
+            && stem.as_bytes()[3].is_ascii_digit());
+    device || RESERVED_USERS.contains(&lower.as_str())
 }
 
 impl fmt::Display for UserName {
@@ -180,6 +217,28 @@ pub fn version_ext(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_user_names_refuse_devices_trailing_dots_and_admin_words() {
+        for bad in [
+            "con",
+            "NUL",
+            "aux.x",
+            "com1",
+            "LPT9",
+            "a.",
+            "admin",
+            "Administrator",
+        ] {
+            assert!(UserName::parse_new(bad).is_err(), "{bad}");
+            if bad != "a." {
+                assert!(UserName::parse(bad).is_ok(), "existing {bad} still parses");
+            }
+        }
+        for good in ["console", "com", "com10", "anna.k", "mrs-k", "nullius"] {
+            assert!(UserName::parse_new(good).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn user_names() {

@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -27,6 +28,11 @@ use crate::names::{NameError, UserName};
 
 /// Longest password accepted, in bytes (argon2 takes any length; this bounds work).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Accounts one address may create through registration per [`REGISTRATION_WINDOW`].
+/// A shared lab PC registers a few students; a script registering hundreds is stopped.
+pub const REGISTRATIONS_PER_ADDRESS: usize = 10;
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +107,13 @@ pub enum UsersError {
     Name(#[from] NameError),
     #[error("user {0} already exists")]
     Exists(String),
+    #[error("user {existing} already exists, which differs from {name} only in case")]
+    LookAlike { name: String, existing: String },
+    #[error(
+        "too many new accounts from this computer ({REGISTRATIONS_PER_ADDRESS} an hour); \
+         ask a teacher or try again later"
+    )]
+    TooManyRegistrations,
     #[error("these users already exist: {}", .0.join(", "))]
     ExistMany(Vec<String>),
     #[error("user {0} appears twice in the list")]
@@ -115,6 +128,24 @@ pub enum UsersError {
     Corrupt { path: String, message: String },
     #[error("reading or writing {path}: {source}")]
     Io { path: String, source: io::Error },
+    /// The file exists but this process may not read or replace it: typically
+    /// `users.toml` left owned by root after `sudo ects user …` on an older version.
+    #[error(
+        "{path}: permission denied ({source}); this process runs as uid {uid}: give the file \
+         back to the user the server runs as (e.g. `chown ects: {path}; chmod 600 {path}`) \
+         or run `ects user …` as that user (`sudo -u ects ects user …`)"
+    )]
+    Permission {
+        path: String,
+        uid: u32,
+        source: io::Error,
+    },
+    /// `ects user …` run by someone who may not give the new file the old one's owner.
+    #[error(
+        "{path} belongs to uid {owner}, not to you (uid {uid}): run this command as its \
+         owner (`sudo -u <owner> ects user …`) or as root, so the server can still read it"
+    )]
+    NotOwner { path: String, owner: u32, uid: u32 },
     #[error("password hashing failed: {0}")]
     Hash(String),
 }
@@ -126,6 +157,8 @@ pub struct UserDb {
     loaded: RwLock<Loaded>,
     verified: Mutex<HashMap<String, [u8; 32]>>,
     key: [u8; 32],
+    /// When each address registered its recent accounts (in this process).
+    registrations: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
 #[derive(Default)]
@@ -146,6 +179,7 @@ impl UserDb {
             loaded: RwLock::default(),
             verified: Mutex::default(),
             key: rand::random(),
+            registrations: Mutex::default(),
         };
         db.refresh()?;
         Ok(db)
@@ -212,10 +246,18 @@ impl UserDb {
 
     /// Adds a user. Fails if the name is taken.
     pub fn add(&self, name: &UserName, role: Role, password: &str) -> Result<User, UsersError> {
+        UserName::parse_new(name.as_str())?;
         let hash = hash_password(password)?;
         self.edit(|file| {
-            if file.users.iter().any(|r| r.name == name.as_str()) {
-                return Err(UsersError::Exists(name.to_string()));
+            if let Some(r) = same_name(file, name.as_str()) {
+                return Err(if r.name == name.as_str() {
+                    UsersError::Exists(name.to_string())
+                } else {
+                    UsersError::LookAlike {
+                        name: name.to_string(),
+                        existing: r.name.clone(),
+                    }
+                });
             }
             file.users.push(Record {
                 name: name.to_string(),
@@ -238,7 +280,8 @@ impl UserDb {
     pub fn add_many(&self, new: &[NewUser]) -> Result<Vec<User>, UsersError> {
         let mut seen = std::collections::HashSet::new();
         for u in new {
-            if !seen.insert(u.name.as_str()) {
+            UserName::parse_new(u.name.as_str())?;
+            if !seen.insert(u.name.as_str().to_ascii_lowercase()) {
                 return Err(UsersError::Duplicate(u.name.to_string()));
             }
         }
@@ -256,7 +299,7 @@ impl UserDb {
         self.edit(|file| {
             let taken: Vec<String> = records
                 .iter()
-                .filter(|r| file.users.iter().any(|e| e.name == r.name))
+                .filter(|r| same_name(file, &r.name).is_some())
                 .map(|r| r.name.clone())
                 .collect();
             if !taken.is_empty() {
@@ -276,9 +319,37 @@ impl UserDb {
     }
 
     /// Registration (`--allow-registration`): the first sign-in with an unknown name
-    /// claims it as a student.
-    pub fn register(&self, name: &UserName, password: &str) -> Result<User, UsersError> {
-        self.add(name, Role::Student, password)
+    /// claims it as a student, at most [`REGISTRATIONS_PER_ADDRESS`] per address and
+    /// [`REGISTRATION_WINDOW`] (`from`: the caller's address, if known).
+    pub fn register(
+        &self,
+        name: &UserName,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> Result<User, UsersError> {
+        if let Some(addr) = from {
+            let mut recent = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let times = recent.entry(addr).or_default();
+            times.retain(|t| now.duration_since(*t) < REGISTRATION_WINDOW);
+            if times.len() >= REGISTRATIONS_PER_ADDRESS {
+                return Err(UsersError::TooManyRegistrations);
+            }
+            // Taken before the (slow) add so parallel attempts cannot exceed the limit.
+            times.push(now);
+        }
+        let result = self.add(name, Role::Student, password);
+        if result.is_err()
+            && let Some(addr) = from
+            && let Some(times) = self
+                .registrations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&addr)
+        {
+            times.pop();
+        }
+        result
     }
 
     /// Sets a new password and enables the user again.
@@ -311,7 +382,17 @@ impl UserDb {
 
     fn io_err(&self, path: &Path) -> impl FnOnce(io::Error) -> UsersError {
         let path = path.display().to_string();
-        move |source| UsersError::Io { path, source }
+        move |source| {
+            if source.kind() == io::ErrorKind::PermissionDenied {
+                UsersError::Permission {
+                    path,
+                    uid: current_uid(),
+                    source,
+                }
+            } else {
+                UsersError::Io { path, source }
+            }
+        }
     }
 
     /// Re-reads users.toml if it changed since it was last read.
@@ -360,6 +441,12 @@ impl UserDb {
             .open(&self.lock_path)
             .map_err(self.io_err(&self.lock_path))?;
         lock.lock().map_err(self.io_err(&self.lock_path))?;
+        // Root editing a data folder that belongs to the server's user must leave both
+        // files to that user, or the next request (or registration) fails.
+        let owner = owner_of(&self.path, dir).map_err(self.io_err(&self.path))?;
+        if current_uid() == 0 {
+            keep_owner(&lock, &self.lock_path, owner, None)?;
+        }
         let mut file = self.read_file()?;
         change(&mut file)?;
         let text = toml::to_string(&file).map_err(|e| UsersError::Hash(e.to_string()))?;
@@ -370,7 +457,9 @@ impl UserDb {
         tmp.write_all(text.as_bytes())
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(self.io_err(tmp.path()))?;
-        // tempfile creates files with mode 0600 already: hashes stay private.
+        // tempfile creates files with mode 0600 already: hashes stay private. The
+        // replacement keeps the owner, group and mode of the file it replaces.
+        keep_owner(tmp.as_file(), &self.path, owner, owner.and_then(|o| o.mode))?;
         tmp.persist(&self.path)
             .map_err(|e| self.io_err(&self.path)(e.error))?;
         crate::store::sync_dir(dir).map_err(self.io_err(dir))?;
@@ -379,12 +468,109 @@ impl UserDb {
     }
 }
 
+/// Who owns users.toml (or, before it exists, the data folder), and its mode.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    /// Permission bits of the existing users.toml; `None` keeps the new file's 0600.
+    mode: Option<u32>,
+}
+
+#[cfg(unix)]
+fn owner_of(file: &Path, dir: &Path) -> io::Result<Option<Owner>> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(file) {
+        Ok(m) => Ok(Some(Owner {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: Some(m.mode() & 0o7777),
+        })),
+        // A new file goes to the folder's owner, which only root may need to fix.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && current_uid() != 0 => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let m = fs::metadata(dir)?;
+            Ok(Some(Owner {
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: None,
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn owner_of(_file: &Path, _dir: &Path) -> io::Result<Option<Owner>> {
+    Ok(None)
+}
+
+/// Gives `file` (an open handle of the new `path`) the owner `owner` and mode `mode`.
+/// Only root may give a file away: anyone else editing a file they do not own is
+/// refused with a message that says whose it is.
+#[cfg(unix)]
+fn keep_owner(
+    file: &fs::File,
+    path: &Path,
+    owner: Option<Owner>,
+    mode: Option<u32>,
+) -> Result<(), UsersError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, fchown};
+    let err = |source: io::Error| UsersError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let Some(owner) = owner else { return Ok(()) };
+    let meta = file.metadata().map_err(err)?;
+    if (meta.uid(), meta.gid()) != (owner.uid, owner.gid) {
+        let uid = current_uid();
+        if uid != 0 && meta.uid() != owner.uid {
+            return Err(UsersError::NotOwner {
+                path: path.display().to_string(),
+                owner: owner.uid,
+                uid,
+            });
+        }
+        fchown(file, Some(owner.uid), Some(owner.gid)).map_err(err)?;
+    }
+    if let Some(mode) = mode {
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_owner(
+    _file: &fs::File,
+    _path: &Path,
+    _owner: Option<Owner>,
+    _mode: Option<u32>,
+) -> Result<(), UsersError> {
+    Ok(())
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    #[cfg(unix)]
+    return unsafe { libc::geteuid() };
+    #[cfg(not(unix))]
+    0
+}
+
 fn to_user(r: &Record) -> Option<User> {
     Some(User {
         name: UserName::parse(&r.name).ok()?,
         role: r.role,
         disabled: r.disabled,
     })
+}
+
+/// The user whose name equals `name` ignoring case (Windows treats them as one).
+fn same_name<'a>(file: &'a UsersFile, name: &str) -> Option<&'a Record> {
+    file.users
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(name))
 }
 
 fn find_mut<'a>(file: &'a mut UsersFile, name: &UserName) -> Result<&'a mut Record, UsersError> {

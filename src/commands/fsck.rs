@@ -6,12 +6,32 @@ use crate::cli::FsckArgs;
 
 /// `ects fsck --data DIR`: exit 0 when clean, 1 on damage.
 pub fn fsck(args: &FsckArgs) -> anyhow::Result<ExitCode> {
-    let report = crate::store::fsck(&args.data)
-        .with_context(|| format!("checking the store in {}", args.data.display()))?;
+    let report = if args.repair_times {
+        crate::store::fsck_repair_times(&args.data)
+    } else {
+        crate::store::fsck(&args.data)
+    }
+    .with_context(|| format!("checking the store in {}", args.data.display()))?;
     for path in &report.mismatches {
         println!(
             "DAMAGED  {}: content does not match its SHA-256 name",
             path.display()
+        );
+    }
+    for w in &report.wrong_times {
+        println!(
+            "TIME     {}: stored at {} per the journal, but the file says {} (copied without \
+             keeping times?); `ects fsck --repair-times` sets it back",
+            w.file.display(),
+            w.journaled
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            w.mtime.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+    }
+    if report.repaired_times > 0 {
+        println!(
+            "REPAIRED {} version time(s) set back from the journal",
+            report.repaired_times
         );
     }
     for (path, why) in &report.strays {

@@ -20,7 +20,7 @@ pub fn user(args: UserArgs) -> anyhow::Result<ExitCode> {
             role,
             password_file,
         } => {
-            let name = UserName::parse(&name)?;
+            let name = UserName::parse_new(&name)?;
             let password = read_new_password(password_file.as_deref())?;
             let role = match role {
                 RoleArg::Student => Role::Student,

@@ -84,7 +84,9 @@ pub async fn check_password(
         };
         match auth {
             Auth::Ok(user) => (Ok(user), false),
-            Auth::UnknownUser if allow_registration => (register(&users, &who, &password), false),
+            Auth::UnknownUser if allow_registration => {
+                (register(&users, &who, &password, addr), false)
+            }
             Auth::UnknownUser => {
                 equalize_timing(&password);
                 (Err(ApiError::unauthorized(WRONG)), true)
@@ -110,9 +112,14 @@ pub async fn check_password(
 }
 
 /// First sign-in with an unknown name claims it as a student (`--allow-registration`).
-fn register(users: &crate::users::UserDb, name: &str, password: &str) -> Result<User, ApiError> {
-    let parsed = UserName::parse(name).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    match users.register(&parsed, password) {
+fn register(
+    users: &crate::users::UserDb,
+    name: &str,
+    password: &str,
+    addr: Option<std::net::IpAddr>,
+) -> Result<User, ApiError> {
+    let parsed = UserName::parse_new(name).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    match users.register(&parsed, password, addr) {
         Ok(user) => {
             tracing::info!(user = %user.name, "registered a new student on first sign-in");
             Ok(user)
@@ -124,9 +131,18 @@ fn register(users: &crate::users::UserDb, name: &str, password: &str) -> Result<
                 _ => Err(ApiError::unauthorized(WRONG)),
             }
         }
-        Err(e @ (UsersError::EmptyPassword | UsersError::PasswordTooLong)) => {
-            Err(ApiError::unauthorized(e.to_string()))
+        Err(e @ UsersError::TooManyRegistrations) => {
+            tracing::warn!(
+                ?addr,
+                "registration refused: too many new accounts from one address"
+            );
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()))
         }
+        // A look-alike of an existing name is a wrong sign-in, like any other.
+        Err(UsersError::LookAlike { .. }) => Err(ApiError::unauthorized(WRONG)),
+        Err(
+            e @ (UsersError::EmptyPassword | UsersError::PasswordTooLong | UsersError::Name(_)),
+        ) => Err(ApiError::unauthorized(e.to_string())),
         Err(e) => Err(users_error(e)),
     }
 }

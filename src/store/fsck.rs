@@ -1,9 +1,12 @@
 //! `ects fsck`: re-hash every stored version and check the layout.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
 
 use super::Digest;
 use super::fs::{is_version_name_for, parse_version_name};
@@ -26,14 +29,35 @@ pub struct FsckReport {
     /// Whole versions with no journal line: the server was killed between storing a
     /// version and journaling it. The version is safe; only the audit line is missing.
     pub unjournaled: Vec<PathBuf>,
+    /// Versions whose mtime (their `stored_at`, which deadlines compare against)
+    /// disagrees with the time the journal recorded when they were stored: the data
+    /// folder was copied without keeping times (`cp -r`). `ects fsck --repair-times`
+    /// sets them back from the journal.
+    pub wrong_times: Vec<WrongTime>,
+    /// Versions whose mtime was set back from the journal (`--repair-times`).
+    pub repaired_times: u64,
     /// Another process (a running server or drive) holds the store, so temp files
     /// may be uploads in flight rather than leftovers.
     pub in_use: bool,
 }
 
+/// One version whose `stored_at` (mtime) differs from its journal line.
+#[derive(Debug, Clone)]
+pub struct WrongTime {
+    pub file: PathBuf,
+    /// What the file says now.
+    pub mtime: DateTime<Utc>,
+    /// When the store accepted it, per the journal.
+    pub journaled: DateTime<Utc>,
+}
+
+/// Differences below this are a coarser filesystem's rounding, not a lost time.
+const TIME_TOLERANCE: Duration = Duration::from_secs(1);
+
 impl FsckReport {
     pub fn damaged(&self) -> bool {
         !self.mismatches.is_empty()
+            || !self.wrong_times.is_empty()
             || !self.strays.is_empty()
             || !self.journal_errors.is_empty()
             || (!self.temp_files.is_empty() && !self.in_use)
@@ -42,6 +66,17 @@ impl FsckReport {
 
 /// Checks the store in `data` without changing anything.
 pub fn fsck(data: &Path) -> io::Result<FsckReport> {
+    check(data, false)
+}
+
+/// Like [`fsck`], and sets every version's mtime that disagrees with the journal
+/// back to the journal's time. Only mtimes change; content, names and the journal
+/// stay as they are. Repaired versions are counted, not listed as wrong.
+pub fn fsck_repair_times(data: &Path) -> io::Result<FsckReport> {
+    check(data, true)
+}
+
+fn check(data: &Path, repair_times: bool) -> io::Result<FsckReport> {
     let mut report = FsckReport::default();
     let uploads = data.join("uploads");
     if !uploads.is_dir() {
@@ -81,8 +116,12 @@ pub fn fsck(data: &Path) -> io::Result<FsckReport> {
                 .and_then(|p| p.to_str())
                 .map(str::to_owned)
                 .unwrap_or_default();
-            if !journaled.contains(&(rel, digest)) {
-                report.unjournaled.push(file);
+            match journaled.get(&(rel, digest)) {
+                None => report.unjournaled.push(file),
+                Some(None) => {}
+                Some(Some(stored_at)) => {
+                    check_time(file, *stored_at, repair_times, &mut report)?;
+                }
             }
         }
     }
@@ -113,15 +152,63 @@ pub fn fsck(data: &Path) -> io::Result<FsckReport> {
     Ok(report)
 }
 
-/// The (path, sha256) pairs a user's journal records.
-fn journaled(log: &Path) -> HashSet<(String, Digest)> {
+/// Compares a version's mtime with its journaled `stored_at`; repairs it if asked.
+fn check_time(
+    file: PathBuf,
+    stored_at: DateTime<Utc>,
+    repair: bool,
+    report: &mut FsckReport,
+) -> io::Result<()> {
+    let mtime = fs::metadata(&file)?.modified()?;
+    let want = SystemTime::from(stored_at);
+    let off = mtime
+        .duration_since(want)
+        .or_else(|_| want.duration_since(mtime))
+        .unwrap_or_default();
+    if off < TIME_TOLERANCE {
+        return Ok(());
+    }
+    if repair {
+        set_mtime(&file, want)?;
+        report.repaired_times += 1;
+    } else {
+        report.wrong_times.push(WrongTime {
+            file,
+            mtime: mtime.into(),
+            journaled: stored_at,
+        });
+    }
+    Ok(())
+}
+
+/// Sets `file`'s mtime durably. The owner (or root) may do that through a read-only
+/// handle on Unix; Windows needs write access to the attributes.
+fn set_mtime(file: &Path, time: SystemTime) -> io::Result<()> {
+    #[cfg(unix)]
+    let handle = File::open(file)?;
+    #[cfg(not(unix))]
+    let handle = OpenOptions::new().write(true).open(file)?;
+    handle.set_modified(time)?;
+    handle.sync_all()
+}
+
+/// The (path, sha256) pairs a user's journal records, with the time of the line
+/// that stored the version (`new`; `None` when only repeats are journaled).
+fn journaled(log: &Path) -> HashMap<(String, Digest), Option<DateTime<Utc>>> {
+    let mut out = HashMap::new();
     let Ok(text) = fs::read_to_string(log) else {
-        return HashSet::new();
+        return out;
     };
-    text.lines()
+    for e in text
+        .lines()
         .filter_map(|l| serde_json::from_str::<super::JournalEvent>(l).ok())
-        .map(|e| (e.path, e.sha256))
-        .collect()
+    {
+        let slot = out.entry((e.path, e.sha256)).or_insert(None);
+        if e.event == super::EventKind::New && slot.is_none() {
+            *slot = Some(e.time);
+        }
+    }
+    out
 }
 
 /// Checks one folder below a user's root; collects every whole version as

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use digest::{Digest, DigestParseError, HashingReader};
 pub use fs::FsStore;
 pub(crate) use fs::sync_dir;
-pub use fsck::{FsckReport, fsck};
+pub use fsck::{FsckReport, WrongTime, fsck, fsck_repair_times};
 pub use journal::{EventKind, JournalEvent};
 pub use memory::MemStore;
 

@@ -75,7 +75,7 @@ pub fn parse_class_list(text: &str, existing: &[User]) -> Result<Vec<Row>, Vec<P
             ));
             continue;
         }
-        let name = match UserName::parse(&fields[0]) {
+        let name = match UserName::parse_new(&fields[0]) {
             Ok(n) => n,
             Err(e) => {
                 problem(e.to_string());

@@ -187,6 +187,8 @@ impl Versioning {
                 self.dirty.store(true, Ordering::Relaxed);
                 Outcome::Taken(sha256)
             }
+            // Only a source that vanished is "not a file"; a spool-side failure
+            // (SinkError::Spool) is a lost version, listed below and by the spool.
             Err(SinkError::Read(e)) if e.kind() == io::ErrorKind::NotFound => Outcome::NotAFile,
             Err(e) => {
                 self.problem(path.to_string(), &format!("could not take a version: {e}"));
