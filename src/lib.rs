@@ -2,6 +2,7 @@
 //!
 //! The map of the code is `docs/ARCHITECTURE.md`; the contract is SPEC.md.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -1,17 +1,19 @@
-//! Locks that survive a panicking holder. A thread that panicked while holding a lock
-//! leaves data that is still consistent for every use in ects (each critical section
-//! either completes its update or leaves the previous value), so the poison flag is
-//! ignored instead of spreading the panic to every other thread.
+//! Poison-tolerant locking, shared by the whole crate.
+//!
+//! A panic in one FUSE or HTTP worker must not take every later call down with it: the
+//! data behind ects' locks (node tables, handle maps, caches, the spool's state) is
+//! updated in steps that leave it consistent at every point a panic could happen, so a
+//! poisoned lock is still safe to use.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// `m.lock()`, ignoring poison.
+/// Locks `m`, recovering the guard if a previous holder panicked.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `cv.wait(guard)`, ignoring poison.
+/// Waits on `cv`, recovering the guard if a previous holder panicked.
 pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
     cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }

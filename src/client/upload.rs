@@ -239,7 +239,7 @@ impl HttpUploader {
             let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
             let resp = http
                 .request(Method::PUT, &http.file_url(path, None))
-                .header("x-content-sha256", sha.to_hex())
+                .header(crate::api::SHA256_HEADER, sha.to_hex())
                 .header(reqwest::header::CONTENT_LENGTH, size)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(reqwest::Body::wrap_stream(stream))
@@ -272,17 +272,20 @@ impl StoreUploader {
 /// The HTTP status the server would answer for a store error, so refused versions look
 /// the same in the failed list with or without a server.
 fn store_error(e: StoreError) -> UploadError {
-    let (class, status) = match &e {
-        StoreError::Name(_) => (ErrorClass::Permanent, 400),
-        StoreError::Collision(_) => (ErrorClass::Permanent, 409),
-        StoreError::TooLarge { .. } => (ErrorClass::Permanent, 413),
-        StoreError::HashMismatch { .. } => (ErrorClass::Permanent, 422),
-        StoreError::QuotaExceeded { .. } | StoreError::NoSpace => (ErrorClass::Transient, 507),
-        StoreError::NotFound | StoreError::Body(_) | StoreError::Io(_) | StoreError::Locked(_) => {
-            (ErrorClass::Transient, 0)
-        }
+    // Locally, a body that cannot be read, a full disk or a quota may pass: retry those.
+    let transient = matches!(
+        e,
+        StoreError::QuotaExceeded { .. }
+            | StoreError::NoSpace
+            | StoreError::NotFound
+            | StoreError::Body(_)
+    );
+    let status = crate::api::store_error_status(&e);
+    let class = match status {
+        Some(_) if !transient => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
     };
-    UploadError::new(class, status, e.to_string())
+    UploadError::new(class, status.unwrap_or(0), e.to_string())
 }
 
 impl Uploader for StoreUploader {
