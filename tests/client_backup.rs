@@ -140,7 +140,7 @@ fn backup_lands_at_spec_paths_and_sends_only_what_changed() {
 struct Nowhere;
 impl Uploader for Nowhere {
     fn exists(&self, _: &RelPath, _: &Digest) -> Result<bool, UploadError> {
-        Err(UploadError::Retryable("offline".into()))
+        Err(UploadError::transient("offline"))
     }
     fn upload(
         &self,
@@ -149,7 +149,7 @@ impl Uploader for Nowhere {
         _: &Digest,
         _: u64,
     ) -> Result<(), UploadError> {
-        Err(UploadError::Retryable("offline".into()))
+        Err(UploadError::transient("offline"))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What can go wrong talking to a server, worded for the person at the keyboard: each
 //! message says which server, what failed and what to try.
 
+use super::upload::{ErrorClass, UploadError};
 use crate::store::Digest;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +49,25 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The one retry classification (shared with the spool's [`UploadError`]).
+    ///
+    /// [`UploadError`]: super::UploadError
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClientError::Unreachable { .. } | ClientError::Server { .. } => ErrorClass::Transient,
+            ClientError::Refused { status, .. } => UploadError::class_of(*status),
+            ClientError::Auth { .. } => ErrorClass::NeedsCredentials,
+            ClientError::Config(_)
+            | ClientError::Forbidden { .. }
+            | ClientError::NotFound
+            | ClientError::Protocol { .. }
+            | ClientError::HashMismatch { .. }
+            | ClientError::Io { .. } => ErrorClass::Permanent,
+        }
+    }
+
     /// True when trying again later may succeed (network or server trouble).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Unreachable { .. } | ClientError::Server { .. }
-        )
+        self.class() == ErrorClass::Transient
     }
 }

@@ -65,6 +65,12 @@ async fn files(
     if path.starts_with("boom/") {
         return err(StatusCode::INSUFFICIENT_STORAGE, "out of disk");
     }
+    if path.starts_with("busy/") {
+        let mut r = err(StatusCode::TOO_MANY_REQUESTS, "too many uploads at once");
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("7"));
+        return r;
+    }
     let want: Option<Digest> = q.get("sha256").and_then(|s| s.parse().ok());
     match method {
         Method::PUT => {
@@ -297,9 +303,11 @@ fn statuses_map_to_refused_retryable_and_clear_errors() {
     let sha = Digest::of(b"x");
     let up = HttpUploader::connect(&cfg(&server, "pw")).unwrap();
     match up.upload(&p("refuse/x"), &file, &sha, 1) {
-        Err(UploadError::Refused {
+        Err(UploadError {
+            class: ErrorClass::Permanent,
             status: 409,
             message,
+            ..
         }) => {
             assert!(message.contains("already stored as a file"), "{message}")
         }
@@ -308,19 +316,43 @@ fn statuses_map_to_refused_retryable_and_clear_errors() {
     // The declared hash is checked by the server: a lie is refused, not retried.
     let r = up.upload(&p("lie"), &file, &Digest::of(b"y"), 1);
     assert!(
-        matches!(r, Err(UploadError::Refused { status: 422, .. })),
+        matches!(
+            r,
+            Err(UploadError {
+                class: ErrorClass::Permanent,
+                status: 422,
+                ..
+            })
+        ),
         "{r:?}"
     );
     assert!(matches!(
         up.upload(&p("boom/x"), &file, &sha, 1),
-        Err(UploadError::Retryable(m)) if m.contains("507")
+        Err(UploadError { class: ErrorClass::Transient, message: m, .. }) if m.contains("507")
     ));
+
+    // Throttled: transient, and the server's Retry-After comes along for the spool.
+    match up.upload(&p("busy/x"), &file, &sha, 1) {
+        Err(UploadError {
+            class: ErrorClass::Transient,
+            status: 429,
+            retry_after,
+            ..
+        }) => assert_eq!(retry_after, Some(std::time::Duration::from_secs(7))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        up.exists(&p("busy/x"), &sha).unwrap_err().retry_after,
+        Some(std::time::Duration::from_secs(7))
+    );
 
     let bad = HttpUploader::connect(&cfg(&server, "wrong")).unwrap();
     match bad.upload(&p("a"), &file, &sha, 1) {
-        Err(UploadError::Refused {
+        Err(UploadError {
+            class: ErrorClass::NeedsCredentials,
             status: 401,
             message,
+            ..
         }) => {
             assert!(message.contains("wrong user name or password"), "{message}")
         }
@@ -366,7 +398,10 @@ fn unreachable_server_is_retryable_and_says_where() {
     let up = HttpUploader::new(&remote);
     assert!(matches!(
         up.exists(&p("a"), &Digest::of(b"")),
-        Err(UploadError::Retryable(_))
+        Err(UploadError {
+            class: ErrorClass::Transient,
+            ..
+        })
     ));
 }
 

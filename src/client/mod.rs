@@ -26,4 +26,4 @@ pub use spool::{
     FailedUpload, Outcome, OutcomeKind, Spool, SpoolError, SpoolEvent, SpoolOptions, SpoolStatus,
     render_status,
 };
-pub use upload::{HttpUploader, StoreUploader, UploadError, Uploader};
+pub use upload::{ErrorClass, HttpUploader, StoreUploader, UploadError, Uploader};

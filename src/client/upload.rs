@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
@@ -12,16 +13,80 @@ use super::{ClientError, ConnectConfig, Remote};
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, Store, StoreError};
 
+/// What the spool does with an error: the one retry classification of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Will never succeed as it is (bad path, collision, too large, content not
+    /// matching its hash): the entry goes to the failed list, its data kept.
+    Permanent,
+    /// Network or server trouble, a full server disk, throttling (429/503, honouring
+    /// `Retry-After`): try again later with backoff.
+    Transient,
+    /// The server does not accept the user's credentials (401): everything stays
+    /// queued and the spool re-checks only slowly, so the retries cannot trip the
+    /// server's sign-in throttle.
+    NeedsCredentials,
+}
+
 /// Why an upload did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UploadError {
-    /// Network trouble, a server error, a full disk: try again later.
-    #[error("{0}")]
-    Retryable(String),
-    /// The server will never accept this version (bad path, collision, too large,
-    /// content not matching its hash) — or the credentials are wrong (status 401).
-    #[error("refused (HTTP {status}): {message}")]
-    Refused { status: u16, message: String },
+#[error("{message}")]
+pub struct UploadError {
+    pub class: ErrorClass,
+    /// The HTTP status (or the one the server would answer); 0 when none was received.
+    pub status: u16,
+    /// For a person.
+    pub message: String,
+    /// How long the server asked us to wait (`Retry-After`), if it did.
+    pub retry_after: Option<Duration>,
+}
+
+impl UploadError {
+    /// Network trouble or a server that could not answer: try again later.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Transient, 0, message)
+    }
+
+    /// Refused for good with HTTP `status`.
+    pub fn refused(status: u16, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Permanent, status, message)
+    }
+
+    /// The credentials were refused (401).
+    pub fn credentials(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::NeedsCredentials, 401, message)
+    }
+
+    pub fn new(class: ErrorClass, status: u16, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// The class an HTTP answer falls in (SPEC §3, docs/ERRORS.md).
+    pub fn class_of(status: u16) -> ErrorClass {
+        match status {
+            401 => ErrorClass::NeedsCredentials,
+            408 | 429 => ErrorClass::Transient,
+            s if s >= 500 => ErrorClass::Transient,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the form the ects server sends); an HTTP date or garbage
+/// is ignored and the spool's own backoff applies.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Sends versions somewhere. Blocking; called from the spool's worker threads.
@@ -66,26 +131,21 @@ impl HttpUploader {
         Ok(Self::new(&Remote::connect(cfg)?))
     }
 
-    fn classify(&self, status: StatusCode, body: &str) -> UploadError {
+    fn classify(&self, status: StatusCode, body: &str, after: Option<Duration>) -> UploadError {
         let server = &self.remote.http.server;
         let message = error_message(status, body);
-        match status.as_u16() {
-            401 => UploadError::Refused {
-                status: 401,
-                message: format!("{AUTH_FAILED} (server {server})"),
-            },
-            408 | 429 => {
-                UploadError::Retryable(format!("server {server}: HTTP {status}: {message}"))
-            }
-            s if s >= 500 => {
-                UploadError::Retryable(format!("server {server}: HTTP {s}: {message}"))
-            }
-            s => UploadError::Refused { status: s, message },
-        }
+        let s = status.as_u16();
+        let class = UploadError::class_of(s);
+        let message = match class {
+            ErrorClass::NeedsCredentials => format!("{AUTH_FAILED} (server {server})"),
+            ErrorClass::Transient => format!("server {server}: HTTP {status}: {message}"),
+            ErrorClass::Permanent => message,
+        };
+        UploadError::new(class, s, message).with_retry_after(after)
     }
 
     fn transport(&self, e: &reqwest::Error) -> UploadError {
-        UploadError::Retryable(format!(
+        UploadError::transient(format!(
             "cannot reach the server {}: {}",
             self.remote.http.server,
             describe(e)
@@ -157,7 +217,11 @@ impl HttpUploader {
             match resp.status() {
                 s if s.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
-                s => Err(Attempt::Final(self.classify(s, ""))),
+                s => Err(Attempt::Final(self.classify(
+                    s,
+                    "",
+                    retry_after(resp.headers()),
+                ))),
             }
         })
     }
@@ -166,7 +230,7 @@ impl HttpUploader {
         let http = &self.remote.http;
         http.block_on(async {
             let f = tokio::fs::File::open(file).await.map_err(|e| {
-                Attempt::Final(UploadError::Retryable(format!(
+                Attempt::Final(UploadError::transient(format!(
                     "cannot read the spool copy {}: {e}",
                     file.display()
                 )))
@@ -186,8 +250,9 @@ impl HttpUploader {
             if status.is_success() {
                 return Ok(());
             }
+            let after = retry_after(resp.headers());
             let body = resp.text().await.unwrap_or_default();
-            Err(Attempt::Final(self.classify(status, &body)))
+            Err(Attempt::Final(self.classify(status, &body, after)))
         })
     }
 }
@@ -215,13 +280,12 @@ fn store_error(e: StoreError) -> UploadError {
             | StoreError::NotFound
             | StoreError::Body(_)
     );
-    match crate::api::store_error_status(&e) {
-        Some(status) if !transient => UploadError::Refused {
-            status,
-            message: e.to_string(),
-        },
-        _ => UploadError::Retryable(e.to_string()),
-    }
+    let status = crate::api::store_error_status(&e);
+    let class = match status {
+        Some(_) if !transient => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    };
+    UploadError::new(class, status.unwrap_or(0), e.to_string())
 }
 
 impl Uploader for StoreUploader {
@@ -244,7 +308,7 @@ impl Uploader for StoreUploader {
         _size: u64,
     ) -> Result<(), UploadError> {
         let mut f = File::open(file).map_err(|e| {
-            UploadError::Retryable(format!(
+            UploadError::transient(format!(
                 "cannot read the spool copy {}: {e}",
                 file.display()
             ))

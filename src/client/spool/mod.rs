@@ -14,9 +14,11 @@
 //!   journal with one `fdatasync`. Only then are they handed to the uploaders.
 //! - Upload workers send entries oldest first, a few at a time, never two versions of one
 //!   path at once (so the server stores them in order): HEAD first, PUT if missing.
-//!   Network and server trouble → retry with exponential backoff capped at
-//!   `max_backoff`; a refusal (400/403/409/413/422…) → the failed list, data kept; a 401
-//!   keeps everything queued (the password may be fixed on the server) and backs off.
+//!   The answer's [`ErrorClass`](super::ErrorClass) decides: transient (network, 5xx,
+//!   429) → retry after the server's `Retry-After` or with exponential backoff capped at
+//!   `max_backoff`; permanent (400/403/409/413/422…) → the failed list, data kept;
+//!   needs-credentials (401) → everything stays queued, re-checked every
+//!   `credentials_recheck` (the password may be fixed on the server).
 //! - An entry's data is removed only after the server said it has the version, and only
 //!   after that fact is durable in the journal.
 //! - On open, the journal is replayed: data files without a record are captures cut off
@@ -151,6 +153,9 @@ pub struct SpoolOptions {
     pub max_batch: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// How long to wait before trying again after the server refused the credentials
+    /// (401): long, so a wrong password cannot trip the server's sign-in throttle.
+    pub credentials_recheck: Duration,
     /// Receives an event per finished entry and per retry.
     pub events: Option<Sender<SpoolEvent>>,
 }
@@ -163,6 +168,7 @@ impl Default for SpoolOptions {
             max_batch: 512,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            credentials_recheck: Duration::from_secs(600),
             events: None,
         }
     }
@@ -507,3 +513,5 @@ mod tests;
 
 #[cfg(test)]
 mod lost_tests;
+#[cfg(test)]
+mod retry_tests;

@@ -192,7 +192,7 @@ fn retries_with_capped_exponential_backoff() {
     let (tx, rx) = mpsc::channel();
     let fake = Fake::new(|_, n| {
         if n < 4 {
-            Err(UploadError::Retryable("connection refused".into()))
+            Err(UploadError::transient("connection refused"))
         } else {
             Ok(())
         }
@@ -246,10 +246,10 @@ fn refused_versions_go_to_the_failed_list_and_stay() {
     let d = dirs();
     let fake = Fake::new(|path, _| {
         if path.as_str().starts_with("big/") {
-            Err(UploadError::Refused {
-                status: 413,
-                message: "the file is larger than the limit".into(),
-            })
+            Err(UploadError::refused(
+                413,
+                "the file is larger than the limit",
+            ))
         } else {
             Ok(())
         }
@@ -298,12 +298,7 @@ fn refused_versions_go_to_the_failed_list_and_stay() {
 #[test]
 fn wrong_password_keeps_everything_queued() {
     let d = dirs();
-    let fake = Fake::new(|_, _| {
-        Err(UploadError::Refused {
-            status: 401,
-            message: "wrong user name or password".into(),
-        })
-    });
+    let fake = Fake::new(|_, _| Err(UploadError::credentials("wrong user name or password")));
     let spool = Spool::open(&d.spool, fake.clone(), fast()).unwrap();
     spool.capture(&p("a.txt"), &d.file("a", b"a")).unwrap();
     spool.capture(&p("b.txt"), &d.file("b", b"b")).unwrap();
@@ -383,7 +378,7 @@ fn sends_in_capture_order_one_version_per_path_at_a_time() {
 #[test]
 fn recovery_discards_cut_off_captures_and_never_sends_damaged_ones() {
     let d = dirs();
-    let down = Fake::new(|_, _| Err(UploadError::Retryable("down".into())));
+    let down = Fake::new(|_, _| Err(UploadError::transient("down")));
     let spool = Spool::open(&d.spool, down, fast()).unwrap();
     let whole = spool
         .capture_durable(&p("whole.txt"), &d.file("w", b"whole content"))
@@ -466,7 +461,7 @@ fn recovery_discards_cut_off_captures_and_never_sends_damaged_ones() {
 #[test]
 fn drained_entries_are_sent_by_the_next_process() {
     let d = dirs();
-    let down = Fake::new(|_, _| Err(UploadError::Retryable("cannot reach the server".into())));
+    let down = Fake::new(|_, _| Err(UploadError::transient("cannot reach the server")));
     let spool = Spool::open(&d.spool, down, fast()).unwrap();
     for i in 0..20 {
         spool
@@ -510,7 +505,7 @@ fn already_stored_versions_are_not_sent_again() {
 #[test]
 fn identical_queued_capture_is_merged() {
     let d = dirs();
-    let down = Fake::new(|_, _| Err(UploadError::Retryable("down".into())));
+    let down = Fake::new(|_, _| Err(UploadError::transient("down")));
     let spool = Spool::open(&d.spool, down, fast()).unwrap();
     let f = d.file("a", b"same");
     let a = spool.capture_entry(&p("a.txt"), &f).unwrap();

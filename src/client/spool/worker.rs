@@ -11,8 +11,11 @@ use super::journal::Record;
 use super::state::{Entry, Inner, State, data_file};
 use super::status::{FailedUpload, LastError};
 use super::{Outcome, OutcomeKind, SpoolEvent};
-use crate::client::upload::UploadError;
+use crate::client::upload::{ErrorClass, UploadError};
 use crate::sync::{lock, wait, wait_timeout};
+
+/// The longest `Retry-After` honoured as given (a server asking for more gets re-asked).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Inner {
     /// One upload worker: oldest sendable entry first; one version per path at a time.
@@ -109,7 +112,12 @@ impl Inner {
                     kind,
                 }));
             }
-            Err(UploadError::Refused { status, message }) if status != 401 => {
+            Err(UploadError {
+                class: ErrorClass::Permanent,
+                status,
+                message,
+                ..
+            }) => {
                 st.reachable = Some(true);
                 st.failures_in_a_row = 0;
                 st.backoff_until = None;
@@ -125,19 +133,28 @@ impl Inner {
                 }));
             }
             Err(err) => {
-                // Network or server trouble, or wrong credentials (401): the entry stays
-                // queued and everybody waits.
-                let (message, reachable) = match err {
-                    UploadError::Retryable(m) => (m, false),
-                    UploadError::Refused { message, .. } => (message, true),
-                };
+                // Transient trouble, or credentials refused (401): the entry stays queued
+                // and everybody waits. A refused password is re-checked only slowly: the
+                // server throttles sign-ins, and only an admin (or the next mount) fixes it.
+                let UploadError {
+                    class,
+                    status,
+                    message,
+                    retry_after,
+                } = err;
+                let reachable = status != 0;
                 st.reachable = Some(reachable);
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
-                let delay = backoff(
-                    self.opts.initial_backoff,
-                    self.opts.max_backoff,
-                    st.failures_in_a_row,
-                );
+                let delay = match (class, retry_after) {
+                    (ErrorClass::NeedsCredentials, _) => self.opts.credentials_recheck,
+                    // The server said when: that, within reason, whatever our backoff.
+                    (_, Some(after)) => after.min(MAX_RETRY_AFTER),
+                    _ => backoff(
+                        self.opts.initial_backoff,
+                        self.opts.max_backoff,
+                        st.failures_in_a_row,
+                    ),
+                };
                 st.backoff_until = Some(Instant::now() + delay);
                 let new_message = st.last_error.as_ref().map(|l| &l.message) != Some(&message);
                 if new_message {
