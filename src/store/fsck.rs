@@ -78,8 +78,9 @@ pub fn fsck(data: &Path) -> io::Result<FsckReport> {
             let rel = file
                 .parent()
                 .and_then(|p| p.strip_prefix(&path).ok())
-                .and_then(|p| p.to_str())
-                .map(str::to_owned)
+                // `/`-joined like the journal, also on Windows (where Path joins with `\`).
+                .and_then(|p| crate::names::RelPath::from_local(p).ok())
+                .map(|p| p.as_str().to_owned())
                 .unwrap_or_default();
             if !journaled.contains(&(rel, digest)) {
                 report.unjournaled.push(file);
