@@ -2,6 +2,7 @@
 //!
 //! The map of the code is `docs/ARCHITECTURE.md`; the contract is SPEC.md.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -10,4 +11,5 @@ pub mod logging;
 pub mod names;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod users;

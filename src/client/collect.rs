@@ -19,10 +19,10 @@ use sha2::Digest as _;
 
 use super::http::{Http, encode, encode_path, error_message};
 use super::{ClientError, Remote};
-use crate::names::{RelPath, UserName};
-use crate::server::{
+use crate::api::{
     CollectEnd, CollectEntry, CollectLine, CollectStatus, MANIFEST_HEADER, UserEntry, manifest_row,
 };
+use crate::names::{RelPath, UserName};
 use crate::store::{Digest, VersionInfo};
 
 /// Longest line accepted in a collect answer (a path is at most 4 KiB).

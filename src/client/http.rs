@@ -173,11 +173,7 @@ pub(crate) fn encode_path(path: &RelPath) -> String {
 
 /// The server's `{"error": "..."}` text, else a short form of the body, else the reason.
 pub(crate) fn error_message(status: StatusCode, body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    if let Ok(b) = serde_json::from_str::<ErrorBody>(body) {
+    if let Ok(b) = serde_json::from_str::<crate::api::ErrorBody>(body) {
         return b.error;
     }
     let text: String = body.trim().chars().take(200).collect();

@@ -173,7 +173,7 @@ impl Remote {
             }
             let declared = resp
                 .headers()
-                .get("x-content-sha256")
+                .get(crate::api::SHA256_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<Digest>().ok());
             let mut hasher = sha2::Sha256::new();

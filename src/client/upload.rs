@@ -175,7 +175,7 @@ impl HttpUploader {
             let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
             let resp = http
                 .request(Method::PUT, &http.file_url(path, None))
-                .header("x-content-sha256", sha.to_hex())
+                .header(crate::api::SHA256_HEADER, sha.to_hex())
                 .header(reqwest::header::CONTENT_LENGTH, size)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(reqwest::Body::wrap_stream(stream))
@@ -207,21 +207,20 @@ impl StoreUploader {
 /// The HTTP status the server would answer for a store error, so refused versions look
 /// the same in the failed list with or without a server.
 fn store_error(e: StoreError) -> UploadError {
-    let status = match &e {
-        StoreError::Name(_) => 400,
-        StoreError::Collision(_) => 409,
-        StoreError::TooLarge { .. } => 413,
-        StoreError::HashMismatch { .. } => 422,
+    // Locally, a body that cannot be read, a full disk or a quota may pass: retry those.
+    let transient = matches!(
+        e,
         StoreError::QuotaExceeded { .. }
-        | StoreError::NoSpace
-        | StoreError::NotFound
-        | StoreError::Body(_)
-        | StoreError::Io(_)
-        | StoreError::Locked(_) => return UploadError::Retryable(e.to_string()),
-    };
-    UploadError::Refused {
-        status,
-        message: e.to_string(),
+            | StoreError::NoSpace
+            | StoreError::NotFound
+            | StoreError::Body(_)
+    );
+    match crate::api::store_error_status(&e) {
+        Some(status) if !transient => UploadError::Refused {
+            status,
+            message: e.to_string(),
+        },
+        _ => UploadError::Retryable(e.to_string()),
     }
 }
 

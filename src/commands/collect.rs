@@ -6,12 +6,12 @@ use anyhow::{Context, anyhow};
 use chrono::Local;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::api::CollectStatus;
 use crate::cli::CollectArgs;
 use crate::client::collect::{self, CollectOptions, CollectQuery, FileOutcome, Progress};
 use crate::client::spool::human_bytes;
 use crate::client::{ConnectConfig, Remote};
 use crate::names::UserName;
-use crate::server::CollectStatus;
 
 /// `ects collect PATTERN --out DIR [--before TIME] (--students LIST | --all)`: exit 0
 /// when every wanted file is in DIR with the right content, 1 when some file could not

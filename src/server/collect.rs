@@ -14,81 +14,20 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use super::AppState;
 use super::auth::authenticate;
 use super::error::ApiError;
 use super::glob::Glob;
 use super::zip::{self, ZipPlan, ZipSource};
+use crate::api::{
+    CollectEnd, CollectEntry, CollectLine, CollectStatus, MANIFEST_HEADER, UserEntry, manifest_row,
+};
 use crate::names::{RelPath, UserName};
 use crate::store::{Store, StoreError, VersionInfo};
 use crate::users::{Role, User, UserDb};
-
-/// One user in `GET /api/v1/users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserEntry {
-    pub name: String,
-    pub role: Role,
-    pub disabled: bool,
-}
-
-/// Where a student stands for one collected file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CollectStatus {
-    /// A version was stored before the deadline (or there is no deadline).
-    OnTime,
-    /// The file exists, but every version was stored at or after the deadline.
-    LateOnly,
-    /// Nothing of the student matches the pattern.
-    Missing,
-}
-
-impl CollectStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CollectStatus::OnTime => "on-time",
-            CollectStatus::LateOnly => "late-only",
-            CollectStatus::Missing => "missing",
-        }
-    }
-}
-
-/// One line of the collect answer about a student: a matching file with the version
-/// chosen (on-time: the newest before the deadline; late-only: the newest of all), or
-/// the student's one `missing` line (no `path`, no version).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollectEntry {
-    pub user: String,
-    pub status: CollectStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<VersionInfo>,
-}
-
-/// The last line of a complete answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollectEnd {
-    pub students: u64,
-    pub files: u64,
-}
-
-/// Any line of the collect answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum CollectLine {
-    Entry(CollectEntry),
-    End {
-        end: CollectEnd,
-    },
-    /// The server failed part-way; no `end` line follows.
-    Error {
-        error: String,
-    },
-}
 
 /// What to collect, from the query string.
 #[derive(Debug, Clone)]
@@ -491,51 +430,10 @@ fn choose(
     })
 }
 
-/// The manifest's header line.
-pub const MANIFEST_HEADER: &str = "student,path,sha256,size,stored_at,status\r\n";
-
-/// One manifest line (RFC 4180 CSV, CRLF) for an entry.
-pub fn manifest_row(entry: &CollectEntry) -> String {
-    let path = entry.path.as_deref().unwrap_or("");
-    let (sha, size, at) = match &entry.version {
-        Some(v) => (
-            v.sha256.to_hex(),
-            v.size.to_string(),
-            v.stored_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        ),
-        None => Default::default(),
-    };
-    format!(
-        "{},{},{},{},{},{}\r\n",
-        csv_field(&entry.user),
-        csv_field(path),
-        sha,
-        size,
-        at,
-        entry.status.as_str()
-    )
-}
-
-/// Quotes a field when needed (RFC 4180). A field a spreadsheet would run as a formula
-/// (starting with `=`, `+`, `-`, `@`) gets a leading `'`: file names come from students.
-pub fn csv_field(value: &str) -> String {
-    let guarded;
-    let value = if value.starts_with(['=', '+', '-', '@']) {
-        guarded = format!("'{value}");
-        guarded.as_str()
-    } else {
-        value
-    };
-    if value.contains([',', '"', '\r', '\n']) || value.starts_with(' ') || value.ends_with(' ') {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::csv_field;
     use crate::store::{Digest, MemStore};
 
     fn put(store: &MemStore, user: &str, path: &str, body: &[u8]) -> VersionInfo {

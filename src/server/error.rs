@@ -103,7 +103,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(crate::api::ErrorBody {
+                error: self.message,
+            }),
         )
             .into_response();
         let headers = response.headers_mut();
@@ -122,20 +124,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let status = match &e {
-            StoreError::Name(_) | StoreError::Body(_) => StatusCode::BAD_REQUEST,
-            StoreError::Collision(_) => StatusCode::CONFLICT,
-            StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            StoreError::HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            StoreError::QuotaExceeded { .. } | StoreError::NoSpace => {
-                StatusCode::INSUFFICIENT_STORAGE
-            }
-            StoreError::NotFound => StatusCode::NOT_FOUND,
-            StoreError::Io(_) | StoreError::Locked(_) => {
-                return Self::internal("storage error", &e);
-            }
-        };
-        Self::new(status, e.to_string())
+        match crate::api::store_error_status(&e).and_then(|s| StatusCode::from_u16(s).ok()) {
+            Some(status) => Self::new(status, e.to_string()),
+            None => Self::internal("storage error", &e),
+        }
     }
 }
 

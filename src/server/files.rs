@@ -11,11 +11,9 @@ use super::download::{self, Ranged};
 use super::error::ApiError;
 use super::target;
 use super::upload::{UploadLimit, blocking_reader, content_length};
+use crate::api::SHA256_HEADER;
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, VersionInfo};
-
-/// The header that carries a version's SHA-256 (hex) both ways.
-pub const SHA256_HEADER: &str = "x-content-sha256";
 
 const FILES: &str = "/api/v1/files/";
 const VERSIONS: &str = "/api/v1/versions/";

@@ -26,12 +26,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
-pub use collect::{
-    CollectEnd, CollectEntry, CollectLine, CollectStatus, MANIFEST_HEADER, UserEntry, csv_field,
-    manifest_row,
+// The wire types moved to `crate::api`; re-exported for existing callers.
+pub use crate::api::{
+    CollectEnd, CollectEntry, CollectLine, CollectStatus, MANIFEST_HEADER, SHA256_HEADER,
+    UserEntry, csv_field, manifest_row,
 };
 pub use error::ApiError;
-pub use files::SHA256_HEADER;
 pub use serve::{SHUTDOWN_GRACE, serve, shutdown_signal};
 
 use crate::store::Store;
