@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod drive;
+pub mod durable;
 pub mod logging;
 pub mod names;
 pub mod server;

@@ -47,6 +47,8 @@ pub enum NameError {
     ComponentTooLong,
     #[error("the path is longer than {MAX_PATH_BYTES} bytes")]
     PathTooLong,
+    #[error("the name is not valid UTF-8")]
+    NotUtf8,
 }
 
 /// A user name: `[A-Za-z0-9._-]{1,64}`, not starting with `.`.
@@ -136,6 +138,25 @@ impl RelPath {
             check_component(component)?;
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// Turns a relative local path (a folder walk, a drive node) into a store path.
+    /// Joins the components with `/` whatever the platform: formatting a `Path` would
+    /// join them with `\\` on Windows, which [`RelPath::parse`] rightly refuses, and no
+    /// file inside a subfolder would ever get a version.
+    pub fn from_local(path: &std::path::Path) -> Result<Self, NameError> {
+        use std::path::Component;
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(c) => parts.push(c.to_str().ok_or(NameError::NotUtf8)?),
+                Component::CurDir | Component::ParentDir => {
+                    return Err(NameError::DotComponent);
+                }
+                Component::RootDir | Component::Prefix(_) => return Err(NameError::Absolute),
+            }
+        }
+        Self::parse(&parts.join("/"))
     }
 
     /// Parses a folder path where the empty string means the namespace's root.
@@ -256,6 +277,32 @@ mod tests {
             "..",
         ] {
             assert!(UserName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn local_paths_become_slash_joined_store_paths() {
+        let local = std::path::Path::new("New folder")
+            .join("Übung 1")
+            .join("a b.txt");
+        let p = RelPath::from_local(&local).unwrap();
+        assert_eq!(p.as_str(), "New folder/Übung 1/a b.txt");
+        assert_eq!(
+            RelPath::from_local(std::path::Path::new("a.txt"))
+                .unwrap()
+                .as_str(),
+            "a.txt"
+        );
+        for (bad, want) in [
+            ("", NameError::EmptyPath),
+            ("a/../b", NameError::DotComponent),
+            ("/a", NameError::Absolute),
+        ] {
+            assert_eq!(
+                RelPath::from_local(std::path::Path::new(bad)).unwrap_err(),
+                want,
+                "{bad:?}"
+            );
         }
     }
 

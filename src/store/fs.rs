@@ -29,6 +29,7 @@ use super::{
     Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree, TreeFile,
     VersionInfo, VersionRead,
 };
+use crate::durable::sync_dir;
 use crate::names::{RelPath, UserName, version_ext};
 
 const COPY_BUF: usize = 256 * 1024;
@@ -522,20 +523,6 @@ pub(crate) fn parse_version_name(name: &str) -> Option<(Digest, &str)> {
 /// Whether `name` is a version file name that belongs in a folder named `container`.
 pub(crate) fn is_version_name_for(name: &str, container: &str) -> bool {
     matches!(parse_version_name(name), Some((_, ext)) if ext == version_ext(container))
-}
-
-/// Makes a folder's entries (a new name, a rename) durable.
-#[cfg(unix)]
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Windows cannot open a folder as a plain `File` nor flush one; NTFS journals its
-/// metadata, so a completed rename or link survives a crash without it.
-#[cfg(not(unix))]
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    let _ = dir;
-    Ok(())
 }
 
 fn is_missing(e: &io::Error) -> bool {

@@ -113,8 +113,9 @@ fn check(data: &Path, repair_times: bool) -> io::Result<FsckReport> {
             let rel = file
                 .parent()
                 .and_then(|p| p.strip_prefix(&path).ok())
-                .and_then(|p| p.to_str())
-                .map(str::to_owned)
+                // `/`-joined like the journal, also on Windows (where Path joins with `\`).
+                .and_then(|p| crate::names::RelPath::from_local(p).ok())
+                .map(|p| p.as_str().to_owned())
                 .unwrap_or_default();
             match journaled.get(&(rel, digest)) {
                 None => report.unjournaled.push(file),

@@ -21,9 +21,9 @@ use std::io::{self, Read, Seek};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::durable::sync_dir;
 pub use digest::{Digest, DigestParseError, HashingReader};
 pub use fs::FsStore;
-pub(crate) use fs::sync_dir;
 pub use fsck::{FsckReport, WrongTime, fsck, fsck_repair_times};
 pub use journal::{EventKind, JournalEvent};
 pub use memory::MemStore;

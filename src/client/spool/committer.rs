@@ -1,9 +1,7 @@
 //! The committer thread: makes groups of captures durable, then appends their records
 //! (and the workers' done/failed records) to the journal, and removes uploaded data.
 
-#[cfg(not(target_os = "linux"))]
-use std::fs::OpenOptions;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -21,7 +19,7 @@ use crate::sync::{lock, wait, wait_timeout};
 #[cfg(target_os = "linux")]
 fn syncfs(dir: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let f = File::open(dir)?;
+    let f = fs::File::open(dir)?;
     // SAFETY: the descriptor is open for the duration of the call.
     if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
         Ok(())
@@ -32,18 +30,8 @@ fn syncfs(dir: &Path) -> io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn syncfs(dir: &Path) -> io::Result<()> {
-    // No syncfs: fsync every data file of the folder instead (correct, just slower).
-    // Opened for writing: Windows' FlushFileBuffers refuses a read-only handle.
-    for item in fs::read_dir(dir)? {
-        let item = item?;
-        if item.file_type()?.is_file() {
-            OpenOptions::new()
-                .write(true)
-                .open(item.path())?
-                .sync_data()?;
-        }
-    }
-    Ok(())
+    // No syncfs: flush every data file of the folder instead (correct, just slower).
+    crate::durable::sync_files_in(dir)
 }
 
 impl Inner {
@@ -144,14 +132,14 @@ impl Inner {
             if batch_len <= 2 {
                 for r in &records[..batch_len] {
                     if let Record::Capture { id, .. } = r {
-                        File::open(data_file(&self.captures_dir, *id))?.sync_data()?;
+                        crate::durable::sync_file(&data_file(&self.captures_dir, *id))?;
                     }
                 }
             } else {
                 syncfs(&self.captures_dir)?;
             }
             // New data files' names must survive too.
-            File::open(&self.captures_dir)?.sync_all()?;
+            crate::durable::sync_dir(&self.captures_dir)?;
         }
         let mut j = lock(&self.journal);
         match j.as_mut() {

@@ -249,21 +249,31 @@ impl JournalFile {
     /// Replaces the journal with exactly `records` (write, fsync, rename, fsync folder),
     /// then opens it for appending.
     pub(super) fn rewrite(dir: &Path, records: &[Record]) -> io::Result<Self> {
-        let tmp = dir.join(JOURNAL_TMP);
-        let bytes = encode(records)?;
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, dir.join(JOURNAL))?;
-        crate::store::sync_dir(dir)?;
-        let file = OpenOptions::new().append(true).open(dir.join(JOURNAL))?;
+        let (file, len) = Self::write_tmp(dir, records)?;
+        Self::install(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             file,
-            len: bytes.len() as u64,
+            len,
         })
+    }
+
+    /// Writes `records` to the temporary journal and returns a handle appending to it
+    /// (it stays valid across the rename that makes it the journal).
+    fn write_tmp(dir: &Path, records: &[Record]) -> io::Result<(File, u64)> {
+        let tmp = dir.join(JOURNAL_TMP);
+        let bytes = encode(records)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        let file = OpenOptions::new().append(true).open(&tmp)?;
+        Ok((file, bytes.len() as u64))
+    }
+
+    /// Makes the temporary journal the journal.
+    fn install(dir: &Path) -> io::Result<()> {
+        fs::rename(dir.join(JOURNAL_TMP), dir.join(JOURNAL))?;
+        crate::durable::sync_dir(dir)
     }
 
     /// Appends records and makes them durable. On failure the journal is cut back to
@@ -294,7 +304,18 @@ impl JournalFile {
     }
 
     pub(super) fn compact(&mut self, records: &[Record]) -> io::Result<()> {
-        *self = Self::rewrite(&self.dir, records)?;
+        let (file, len) = Self::write_tmp(&self.dir, records)?;
+        // Close the old journal's handle before replacing it: Windows refuses to
+        // rename over a file that is still open ("Access denied", os error 5).
+        self.file = file;
+        if let Err(e) = Self::install(&self.dir) {
+            // Keep appending to the journal that is still in place.
+            self.file = OpenOptions::new()
+                .append(true)
+                .open(self.dir.join(JOURNAL))?;
+            return Err(e);
+        }
+        self.len = len;
         Ok(())
     }
 }

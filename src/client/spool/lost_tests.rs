@@ -32,7 +32,9 @@ fn a_removed_spool_folder_is_a_lost_version_not_a_missing_file() {
     let sink: &dyn VersionSink = &spool;
     match sink.capture(&rel("essay.txt"), &src) {
         Err(SinkError::Spool { errno, message }) => {
-            assert_eq!(errno, Some(libc::ENOENT));
+            // The OS's own code: ENOENT on Unix, ERROR_PATH_NOT_FOUND on Windows.
+            let kind = errno.map(|e| std::io::Error::from_raw_os_error(e).kind());
+            assert_eq!(kind, Some(std::io::ErrorKind::NotFound), "{errno:?}");
             assert!(message.contains("writing a capture"), "{message}");
         }
         other => panic!("expected a spool failure, got {other:?}"),

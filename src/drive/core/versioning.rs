@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::sink::{SinkError, VersionSink};
 use crate::client::ignore::is_ignored;
-use crate::names::RelPath;
+use crate::names::{NameError, RelPath};
 use crate::store::Digest;
 
 /// What identifies one state of a backing file without reading it.
@@ -109,15 +109,15 @@ impl Versioning {
     /// cannot be one.
     fn store_path(&self, rel: &Path) -> Option<RelPath> {
         let shown = rel.to_string_lossy().into_owned();
-        let Some(s) = rel.to_str() else {
-            self.problem(
-                shown,
-                "the name is not valid UTF-8, so it cannot be backed up",
-            );
-            return None;
-        };
-        match RelPath::parse(s) {
+        match RelPath::from_local(rel) {
             Ok(p) => Some(p),
+            Err(NameError::NotUtf8) => {
+                self.problem(
+                    shown,
+                    "the name is not valid UTF-8, so it cannot be backed up",
+                );
+                None
+            }
             Err(e) => {
                 self.problem(shown, &format!("cannot be backed up: {e}"));
                 None
@@ -228,7 +228,7 @@ impl Versioning {
 
     /// Forgets what was taken at `rel` (the file is gone from there).
     pub fn forget(&self, rel: &Path) {
-        if let Some(path) = rel.to_str().and_then(|s| RelPath::parse(s).ok())
+        if let Ok(path) = RelPath::from_local(rel)
             && lock(&self.index).remove(&path).is_some()
         {
             self.dirty.store(true, Ordering::Relaxed);

@@ -369,8 +369,12 @@ mod tests {
         assert_eq!(r("Essay.docx"), Some("Essay.docx".into()));
         assert_eq!(r("ESSAY.DOCX"), Some("Essay.docx".into()));
         assert_eq!(r("new.txt"), None);
-        // Two variants made on Linux: the exact one wins, else the first sorted.
+        // Two variants made on Linux: the exact one wins, else the first sorted. (A
+        // case-insensitive file system, as on Windows, cannot hold both.)
         std::fs::write(dir.path().join("essay.docx"), b"y").unwrap();
+        if std::fs::read_dir(dir.path()).unwrap().count() < 2 {
+            return;
+        }
         assert_eq!(r("essay.docx"), Some("essay.docx".into()));
         assert_eq!(r("ESSAY.docx"), Some("Essay.docx".into()));
     }
