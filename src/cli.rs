@@ -187,7 +187,9 @@ pub struct RestoreArgs {
     /// The version to fetch (full hash or a unique prefix). Default: the newest.
     #[arg(long, conflicts_with = "at")]
     pub sha256: Option<String>,
-    /// The newest version stored at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM").
+    /// The newest version stored at or before this time (RFC 3339, "YYYY-MM-DD HH:MM[:SS]"
+    /// or a date). A time means the whole unit typed: "14:30:05" includes everything
+    /// stored during that second (as `ects versions` shows it), "14:30" that minute.
     #[arg(long)]
     pub at: Option<String>,
     /// Where to write it (default: the file's name in the current folder; - for stdout).
