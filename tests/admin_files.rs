@@ -3,6 +3,7 @@
 
 mod client_support;
 mod common;
+mod drive_support;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -272,4 +273,70 @@ fn fsck_finds_and_repairs_times_lost_by_a_copy() {
     }
     let out = ects(&["fsck", "--data", copy_arg], dir.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `ects mount ~/B` with no --server and no --data keeps its versions under the
+/// user's data folder, never in `./ects-data` of wherever it was started (issue 16
+/// item 9). On/off flags read `1` from the environment.
+#[test]
+fn mount_without_data_uses_the_users_data_folder() {
+    if !Path::new("/dev/fuse").exists() {
+        println!("SKIPPED: no /dev/fuse");
+        return;
+    }
+    let dir = common::temp_dir();
+    let home = dir.path().join("home");
+    let cwd = dir.path().join("elsewhere");
+    fs::create_dir_all(&cwd).unwrap();
+    let mnt = dir.path().join("B");
+    let _stale = drive_support::StaleGuard(mnt.clone());
+    let mut mount = clean(Command::new(common::BIN));
+    mount
+        .args(["mount", "--user", "kim"])
+        .env("ECTS_MOUNTPOINT", &mnt)
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut drive = Guard(Some(mount.spawn().unwrap()));
+    drive_support::wait_for("the drive to mount", || {
+        drive_support::is_mounted(&mnt) && mnt.join(".versions").exists()
+    });
+    fs::write(mnt.join("note.txt"), b"kept").unwrap();
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = drive.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !cwd.join("ects-data").exists(),
+        "nothing in the current folder"
+    );
+    let data = home.join(".local/share/ects/data");
+    assert_eq!(
+        drive_support::stored_versions_of(&data, "kim", "note.txt"),
+        vec![b"kept".to_vec()]
+    );
+
+    // ECTS_REPAIR_TIMES=1 (and the role from ECTS_ROLE) are understood.
+    let data_arg = data.to_str().unwrap();
+    let out = ects(
+        &["fsck", "--data", data_arg],
+        dir.path(),
+        &[("ECTS_REPAIR_TIMES", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let env = [
+        ("ECTS_ROLE", "teacher"),
+        ("ECTS_PASSWORD", "a-good-password"),
+    ];
+    let out = ects(&["user", "add", "mrs-k", "--data", "srv"], dir.path(), &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("teacher"));
 }
