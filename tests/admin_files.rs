@@ -187,6 +187,14 @@ fn one_name_rule_for_add_import_and_registration() {
             "{bad}: {err}"
         );
     }
+    // One password rule too: a 2-character password is refused.
+    let out = ects(
+        &["user", "add", "shorty", "--data", "data"],
+        dir.path(),
+        &[("ECTS_PASSWORD", "ab")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 8"));
     fs::write(
         dir.path().join("list.csv"),
         "name,role\nALICE,student\nprn,student\n",
@@ -206,6 +214,7 @@ fn one_name_rule_for_add_import_and_registration() {
     for bad in ["Alice", "MRS-K", "con", "lpt1.x", "a.", "admin"] {
         assert_eq!(sign_in(bad), 401, "registering {bad} must be refused");
     }
+    assert_eq!(list_status(&server.url, "shorty", "ab"), 401);
     for i in 0..ects::users::REGISTRATIONS_PER_ADDRESS {
         assert_eq!(sign_in(&format!("new{i}")), 200);
     }
