@@ -31,20 +31,27 @@ fn ects(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
 /// `ects server` on `data` as user `nobody` (as a service runs as `ects`), with its
 /// URL and a guard that kills it. Its log goes to `log`.
 fn server_as_nobody(data: &Path, log: &Path) -> (Guard, String) {
-    let log_file = fs::File::create(log).unwrap();
-    let mut child = clean(Command::new("setpriv"))
+    let mut command = clean(Command::new("setpriv"));
+    command
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
         .arg(common::BIN)
         .arg("server")
         .arg("--data")
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info");
+    start_server(command, log)
+}
+
+/// Runs a `server` command line until it prints its URL; its stderr goes to `log`.
+fn start_server(mut command: Command, log: &Path) -> (Guard, String) {
+    let log_file = fs::File::create(log).unwrap();
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))
         .spawn()
-        .expect("setpriv (util-linux) runs the server as nobody");
+        .expect("starting the server");
     let stdout = child.stdout.take().unwrap();
     let guard = Guard(Some(child));
     let (tx, rx) = mpsc::channel();
@@ -60,7 +67,7 @@ fn server_as_nobody(data: &Path, log: &Path) -> (Guard, String) {
         .recv_timeout(common::PROCESS_TIMEOUT)
         .unwrap_or_else(|_| {
             panic!(
-                "the server did not start as nobody; its log:\n{}",
+                "the server did not start; its log:\n{}",
                 fs::read_to_string(log).unwrap_or_default()
             )
         });
@@ -348,4 +355,32 @@ fn mount_without_data_uses_the_users_data_folder() {
     let out = ects(&["user", "add", "mrs-k", "--data", "srv"], dir.path(), &env);
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("teacher"));
+}
+
+/// `-vv` and `RUST_LOG=debug` show more than INFO on the server (issue 16 item 9).
+#[test]
+fn server_debug_logging_takes_effect() {
+    let dir = common::temp_dir();
+    let env = [("ECTS_PASSWORD", "a-good-password")];
+    let out = ects(&["user", "add", "kim", "--data", "data"], dir.path(), &env);
+    assert!(out.status.success(), "{}", text(&out));
+    for (flags, rust_log) in [(&["-vv"][..], None), (&[][..], Some("debug"))] {
+        let mut command = clean(Command::new(common::BIN));
+        command
+            .args(flags)
+            .args(["server", "--data", "data", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG");
+        if let Some(level) = rust_log {
+            command.env("RUST_LOG", level);
+        }
+        let log = dir.path().join("server.log");
+        let (mut server, _url) = start_server(command, &log);
+        server.kill();
+        let logged = fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("DEBUG") && logged.contains("configuration"),
+            "{flags:?} RUST_LOG={rust_log:?}:\n{logged}"
+        );
+    }
 }
