@@ -1,14 +1,23 @@
-//! Links WinFsp's DLL as delay-loaded when building for Windows, so `ects.exe` starts
-//! (and `server`, `backup`, `restore`, … run) on machines without WinFsp; only
+//! Links WinFsp's DLL as delay-loaded when building for Windows (MSVC), so `ects.exe`
+//! starts (and `server`, `backup`, `restore`, … run) on machines without WinFsp; only
 //! `ects mount` loads it (src/drive/winfsp.rs). Nothing happens on other targets.
+//!
+//! The build script runs on the *host*: `cfg(windows)` here would describe the machine
+//! building, not the one running `ects.exe`, so a cross build from Linux linked WinFsp
+//! eagerly. Decide on the target Cargo reports instead. These two lines are what
+//! `winfsp::build::winfsp_link_delayload` prints, without a build dependency.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    // The build script runs on the host: on a Windows host building for MSVC.
-    #[cfg(all(windows, target_env = "msvc"))]
-    if std::env::var_os("CARGO_CFG_WINDOWS").is_some()
-        && std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "msvc")
-    {
-        winfsp::build::winfsp_link_delayload();
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    if var("CARGO_CFG_TARGET_OS") != "windows" || var("CARGO_CFG_TARGET_ENV") != "msvc" {
+        return;
     }
+    let dll = match var("CARGO_CFG_TARGET_ARCH").as_str() {
+        "x86" => "winfsp-x86.dll",
+        "aarch64" => "winfsp-a64.dll",
+        _ => "winfsp-x64.dll",
+    };
+    println!("cargo:rustc-link-lib=dylib=delayimp");
+    println!("cargo:rustc-link-arg=/DELAYLOAD:{dll}");
 }

@@ -11,4 +11,5 @@ pub mod logging;
 pub mod names;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod users;

@@ -14,8 +14,6 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-#[cfg(unix)]
-use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -27,7 +25,7 @@ use crate::client::{
     default_cache_dir, spool_dir,
 };
 #[cfg(unix)]
-use crate::drive::fuse::{FuseDrive, IoMode};
+use crate::drive::fuse::{IoMode, Mountpoint};
 use crate::drive::sink::{StoreSource, VersionSink, VersionSource};
 use crate::drive::{Drive, DriveOptions};
 use crate::names::UserName;
@@ -235,13 +233,8 @@ fn mount_fuse(args: MountArgs) -> anyhow::Result<ExitCode> {
     if args.volume_prefix.is_some() {
         bail!("--volume-prefix is for Windows only (a WinFsp network drive); leave it out here");
     }
-    let mountpoint = check_mountpoint(&args.mountpoint)?;
-    // Before any thread starts, so that only the signal thread ever sees them.
-    let signals = block_signals();
-    let mounted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let force: Arc<Mutex<Option<ForceExit>>> = Arc::default();
-    spawn_signal_thread(signals, mounted.clone(), force.clone(), mountpoint.clone());
-
+    // Before `prepare` starts any thread (see `Mountpoint::claim`).
+    let mountpoint = Mountpoint::claim(&args.mountpoint)?;
     let Prepared {
         user,
         describe,
@@ -249,71 +242,24 @@ fn mount_fuse(args: MountArgs) -> anyhow::Result<ExitCode> {
         sink,
         _cache_lock,
     } = prepare(&args)?;
-
-    // Modes arrive already masked by the kernel; don't mask them twice.
-    // SAFETY: umask only changes this process's file creation mask.
-    unsafe { libc::umask(0) };
-
-    let (mode_tx, mode_rx) = mpsc::channel();
-    let passthrough = std::env::var_os("ECTS_NO_PASSTHROUGH").is_none();
-    let fs = FuseDrive::new(drive.clone(), passthrough, Some(mode_tx));
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName("ects".into()),
-        fuser::MountOption::Subtype("ects".into()),
-        fuser::MountOption::DefaultPermissions,
-        // Students' files: nothing in them may gain privileges or reach devices.
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoDev,
-    ];
-    config.n_threads = Some(
-        std::thread::available_parallelism()
-            .map(|n| n.get().clamp(2, 8))
-            .unwrap_or(4),
-    );
-    config.clone_fd = true;
-    let session = fuser::Session::new(fs, &mountpoint, &config)
-        .with_context(|| format!("mounting the drive on {}", mountpoint.display()))?;
-    mounted.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mode = mode_rx
-        .recv_timeout(Duration::from_secs(5))
-        .unwrap_or(IoMode::Plain);
-    *force
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some({
-        let drive = drive.clone();
-        let abort = fuse_connection(&mountpoint);
-        let timeout = Duration::from_secs(args.drain_timeout);
-        Box::new(move || {
-            // Abort the kernel connection so the session ends normally, or else leave
-            // now: the kernel cuts off open files when this process exits.
-            if let Some(abort) = abort
-                && fs::write(&abort, b"1").is_ok()
-            {
-                return;
-            }
-            if let Err(e) = drive.save_index() {
-                tracing::warn!(error = %e, "could not save the drive's index");
-            }
-            let left = drive.sink().drain(timeout);
-            println!("ects: unmounted by force; {left} version(s) left in the spool");
-            std::process::exit(1);
-        })
-    });
-
     let (stop_tx, saver) = spawn_saver(&drive)?;
-
-    println!(
-        "ects: drive mounted at {} (user {user}, {describe}, {}); Ctrl-C to unmount",
-        mountpoint.display(),
-        match mode {
-            IoMode::Passthrough => "kernel passthrough",
-            IoMode::Writeback => "writeback cache",
-            IoMode::Plain => "no kernel cache",
-        }
-    );
-
-    let served = session.run();
+    let passthrough = std::env::var_os("ECTS_NO_PASSTHROUGH").is_none();
+    let at = mountpoint.path().display().to_string();
+    let served = mountpoint.serve(
+        drive.clone(),
+        passthrough,
+        Duration::from_secs(args.drain_timeout),
+        |mode| {
+            println!(
+                "ects: drive mounted at {at} (user {user}, {describe}, {}); Ctrl-C to unmount",
+                match mode {
+                    IoMode::Passthrough => "kernel passthrough",
+                    IoMode::Writeback => "writeback cache",
+                    IoMode::Plain => "no kernel cache",
+                }
+            );
+        },
+    )?;
     drop(stop_tx);
     let _ = saver.join();
     if let Err(e) = &served {
@@ -408,218 +354,5 @@ fn lock_cache(cache: &Path) -> anyhow::Result<File> {
         Err(fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", cache.display()))
         }
-    }
-}
-
-#[cfg(unix)]
-/// Refuses a mountpoint that is a stale mount, already mounted, not a folder or not
-/// empty; creates it if missing. Returns its absolute path.
-fn check_mountpoint(mp: &Path) -> anyhow::Result<PathBuf> {
-    match fs::metadata(mp) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => bail!(
-            "{0} is a stale mount left by a drive that crashed (\"Transport endpoint is not \
-             connected\"). Unmount it with `fusermount3 -u {0}` (or `umount -l {0}` as root) \
-             and mount again; your files are safe in the drive's cache folder.",
-            mp.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(mp)
-                .with_context(|| format!("creating the mountpoint {}", mp.display()))?;
-        }
-        Err(e) => return Err(e).with_context(|| format!("checking {}", mp.display())),
-        Ok(m) if !m.is_dir() => bail!("{} is not a folder", mp.display()),
-        Ok(_) => {}
-    }
-    let abs = fs::canonicalize(mp).with_context(|| format!("resolving {}", mp.display()))?;
-    if is_mount_point(&abs) {
-        bail!(
-            "{} is already a mount point (another drive?); unmount it first with \
-             `fusermount3 -u {}`",
-            abs.display(),
-            abs.display()
-        );
-    }
-    let mut entries = fs::read_dir(&abs).with_context(|| format!("listing {}", abs.display()))?;
-    if entries.next().is_some() {
-        bail!(
-            "{} is not empty; mount the drive on an empty folder so nothing in it gets hidden",
-            abs.display()
-        );
-    }
-    Ok(abs)
-}
-
-#[cfg(unix)]
-/// The kernel's control file that aborts this mount's FUSE connection. Read from
-/// mountinfo: a `stat` of our own mountpoint would wait for the session we are about
-/// to run.
-fn fuse_connection(mountpoint: &Path) -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mountpoint.to_string_lossy();
-    let dev = info.lines().find_map(|l| {
-        let fields: Vec<&str> = l.split(' ').collect();
-        (fields.len() > 4 && unescape_mountinfo(fields[4]) == want).then(|| fields[2].to_owned())
-    })?;
-    let minor = dev.split(':').nth(1)?;
-    let abort = PathBuf::from(format!("/sys/fs/fuse/connections/{minor}/abort"));
-    abort.exists().then_some(abort)
-}
-
-#[cfg(unix)]
-/// Whether `path` appears as a mount point in /proc/self/mountinfo.
-pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape_mountinfo(m) == want)
-}
-
-#[cfg(unix)]
-fn unescape_mountinfo(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(unix)]
-/// Unmounts; lazily (detached now, gone when the last open file closes) if files are
-/// still open. Returns whether it had to be lazy.
-fn unmount(mountpoint: &Path) -> std::io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: a valid C string.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-        return Ok(false);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EBUSY) => {
-            // SAFETY: a valid C string.
-            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-                Ok(true)
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        }
-        Some(libc::EPERM) => {
-            // Not root: the setuid helper may unmount what we mounted.
-            let fusermount = |lazy: bool| {
-                let mut cmd = std::process::Command::new("fusermount3");
-                cmd.arg("-u").arg("-q");
-                if lazy {
-                    cmd.arg("-z");
-                }
-                cmd.arg("--").arg(mountpoint);
-                cmd.stderr(std::process::Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if fusermount(false) {
-                Ok(false)
-            } else if fusermount(true) {
-                Ok(true)
-            } else {
-                Err(err)
-            }
-        }
-        _ => Err(err),
-    }
-}
-
-#[cfg(unix)]
-/// What a second Ctrl-C does: end the drive although files are still open.
-type ForceExit = Box<dyn FnOnce() + Send>;
-
-#[cfg(unix)]
-/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread started after, so
-/// only the signal thread receives them.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain signal-mask calls on a set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-#[cfg(unix)]
-/// Waits for Ctrl-C / SIGTERM / SIGHUP and unmounts, which ends the session loop.
-/// Before the drive is mounted, a signal simply ends the process: nothing is lost, the
-/// next mount's reconcile takes what was not stored yet.
-///
-/// The unmount is lazy: programs that still have files open keep them until they close
-/// them, and the drive keeps serving them. A second signal cuts them off.
-fn spawn_signal_thread(
-    set: libc::sigset_t,
-    mounted: Arc<std::sync::atomic::AtomicBool>,
-    force: Arc<Mutex<Option<ForceExit>>>,
-    mountpoint: PathBuf,
-) {
-    let spawned = std::thread::Builder::new()
-        .name("ects-signals".into())
-        .spawn(move || {
-            let mut unmounted = false;
-            loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: waits on a valid, blocked signal set.
-                let rc = unsafe { libc::sigwait(&set, &mut sig) };
-                if rc != 0 {
-                    continue;
-                }
-                if !mounted.load(std::sync::atomic::Ordering::SeqCst) {
-                    eprintln!("ects: interrupted before the drive was mounted");
-                    std::process::exit(130);
-                }
-                if unmounted {
-                    let action = force
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    if let Some(action) = action {
-                        eprintln!("ects: cutting off the files still open on the drive");
-                        action();
-                    }
-                    continue;
-                }
-                unmounted = true;
-                eprintln!("ects: unmounting {} …", mountpoint.display());
-                match unmount(&mountpoint) {
-                    Ok(false) => {}
-                    Ok(true) => eprintln!(
-                        "ects: files are still open on the drive; the programs using them \
-                         keep them until they close them (press Ctrl-C again to cut them off)"
-                    ),
-                    Err(e) => eprintln!(
-                        "ects: could not unmount {}: {e}; close the programs using it, \
-                         or run `fusermount3 -u -z {}`",
-                        mountpoint.display(),
-                        mountpoint.display()
-                    ),
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot watch for Ctrl-C; unmount with fusermount3 -u");
     }
 }

@@ -25,7 +25,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for (i, dir) in spools.iter().enumerate() {
         let mut status = SpoolStatus::read(dir)?;
         status.server_reachable = reachable;
-        any_failed |= !status.failed.is_empty();
+        any_failed |= !status.failed.is_empty() || !status.lost.is_empty();
         if spools.len() > 1 {
             if i > 0 {
                 println!();

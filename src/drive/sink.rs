@@ -18,6 +18,10 @@ use crate::store::{Digest, Store, StoreError, Tree, VersionInfo};
 pub enum SinkError {
     #[error("could not read the file to capture: {0}")]
     Read(io::Error),
+    /// The file was read but its copy could not be kept (spool disk full, spool folder
+    /// gone...): the version is lost and the spool reports it; never "not a file".
+    #[error("{message}")]
+    Spool { errno: Option<i32>, message: String },
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -84,9 +88,12 @@ impl VersionSource for StoreSource {
 
 impl VersionSink for Spool {
     fn capture(&self, path: &RelPath, source: &Path) -> Result<Digest, SinkError> {
-        Spool::capture(self, path, source).map_err(|e| match e.raw_os_error() {
-            Some(errno) => SinkError::Read(io::Error::from_raw_os_error(errno)),
-            None => SinkError::Other(e.to_string()),
+        Spool::capture(self, path, source).map_err(|e| match (e.is_source(), e.raw_os_error()) {
+            (true, Some(errno)) => SinkError::Read(io::Error::from_raw_os_error(errno)),
+            _ => SinkError::Spool {
+                errno: e.raw_os_error(),
+                message: e.to_string(),
+            },
         })
     }
 

@@ -912,10 +912,13 @@ pub fn mount(
         params.prefix(prefix);
     }
     let context = WinFspDrive::new(drive).map_err(WinFspError::Security)?;
-    let mut host = FileSystemHost::new(params, context).map_err(|e| WinFspError::Host {
-        what: "creating the WinFsp file system",
-        detail: e.to_string(),
-    })?;
+    // Name the guard strategy: `new` is generic over it, and with it left open both
+    // guards' `start` apply (E0034). FineGuard is what `Mounted` holds.
+    let mut host: FileSystemHost<WinFspDrive> =
+        FileSystemHost::new(params, context).map_err(|e| WinFspError::Host {
+            what: "creating the WinFsp file system",
+            detail: e.to_string(),
+        })?;
     host.mount(mountpoint).map_err(|e| WinFspError::Host {
         what: "mounting the drive (is the drive letter or folder free?)",
         detail: e.to_string(),

@@ -13,20 +13,37 @@ use crate::store::Digest;
 
 const BUF: usize = 256 * 1024;
 
+/// Where a capture failed: reading the student's file, or writing the spool's copy.
+/// The two mean different things (a file that vanished is no version; a full spool
+/// disk is a version lost that the student must hear about), so they are told apart
+/// where they happen, not guessed afterwards.
+#[derive(Debug)]
+pub(super) enum CaptureError {
+    Source(io::Error),
+    Spool(io::Error),
+}
+
 /// Copies `source` to the new file `dest` (which must not exist); returns the copy's
 /// digest and size. Does not fsync: the committer makes captures durable in groups.
-pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> io::Result<(Digest, u64)> {
-    let mut src = File::open(source)?;
-    if !src.metadata()?.is_file() {
-        return Err(io::Error::new(
+/// On failure `dest` is removed.
+pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> Result<(Digest, u64), CaptureError> {
+    let mut src = File::open(source).map_err(CaptureError::Source)?;
+    if !src.metadata().map_err(CaptureError::Source)?.is_file() {
+        return Err(CaptureError::Source(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
-        ));
+        )));
     }
-    let mut dst = OpenOptions::new().write(true).create_new(true).open(dest)?;
+    let mut dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(CaptureError::Spool)?;
     let result = if reflink(&src, &dst) {
         drop(dst);
-        hash_file(&mut File::open(dest)?)
+        File::open(dest)
+            .and_then(|mut f| hash_file(&mut f))
+            .map_err(CaptureError::Spool)
     } else {
         copy_hashing(&mut src, &mut dst)
     };
@@ -53,7 +70,7 @@ fn reflink(src: &File, dst: &File) -> bool {
     }
 }
 
-fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<(Digest, u64)> {
+fn copy_hashing(src: &mut File, dst: &mut File) -> Result<(Digest, u64), CaptureError> {
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
@@ -62,10 +79,10 @@ fn copy_hashing(src: &mut File, dst: &mut File) -> io::Result<(Digest, u64)> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CaptureError::Source(e)),
         };
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n])?;
+        dst.write_all(&buf[..n]).map_err(CaptureError::Spool)?;
         total += n as u64;
     }
     Ok((Digest::from_bytes(hasher.finalize().into()), total))
@@ -103,10 +120,22 @@ mod tests {
         assert_eq!((d, n), (Digest::of(&data), data.len() as u64));
         assert_eq!(std::fs::read(&dst).unwrap(), data);
         // The destination must be new: never overwrite.
-        assert!(copy_and_hash(&src, &dst).is_err());
+        assert!(matches!(
+            copy_and_hash(&src, &dst),
+            Err(CaptureError::Spool(_))
+        ));
         // A folder is refused and leaves nothing behind.
         let out = dir.path().join("out");
-        assert!(copy_and_hash(dir.path(), &out).is_err());
+        assert!(matches!(
+            copy_and_hash(dir.path(), &out),
+            Err(CaptureError::Source(_))
+        ));
+        // A missing spool folder is the spool's fault, not the file's.
+        let lost = dir.path().join("gone").join("x");
+        assert!(matches!(
+            copy_and_hash(&src, &lost),
+            Err(CaptureError::Spool(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
         assert!(!out.exists());
     }
 }

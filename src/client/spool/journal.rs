@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::status::{FailedUpload, LastError};
+use super::status::{FailedUpload, LastError, LostCapture};
 use crate::store::Digest;
 
 pub(super) const JOURNAL: &str = "journal.log";
@@ -43,6 +43,13 @@ pub(super) enum Record {
     },
     /// A failed entry queued again by hand.
     Retry { id: u64 },
+    /// A version that could not be copied into the spool: never queued, shown until a
+    /// later capture of the same path.
+    Lost {
+        path: String,
+        message: String,
+        time: DateTime<Utc>,
+    },
     /// The newest trouble, for `ects status` in another process.
     Error {
         time: DateTime<Utc>,
@@ -68,6 +75,8 @@ pub(super) struct Replayed {
     pub done: u64,
     pub next_id: u64,
     pub last_error: Option<LastError>,
+    /// Versions lost at capture, by path (the newest per path).
+    pub lost: BTreeMap<String, LostCapture>,
     /// Lines that did not parse (a torn last line after a crash).
     pub bad_lines: usize,
 }
@@ -87,6 +96,7 @@ impl Replayed {
                 time,
             } => {
                 self.next_id = self.next_id.max(id + 1);
+                self.lost.remove(&path);
                 self.pending.insert(
                     id,
                     CaptureRec {
@@ -127,6 +137,20 @@ impl Replayed {
                     self.pending.insert(id, c);
                 }
             }
+            Record::Lost {
+                path,
+                message,
+                time,
+            } => {
+                self.lost.insert(
+                    path.clone(),
+                    LostCapture {
+                        path,
+                        message,
+                        time,
+                    },
+                );
+            }
             Record::Error { time, message } => {
                 self.last_error = Some(LastError { time, message });
             }
@@ -154,6 +178,14 @@ impl Replayed {
                 status: f.status,
                 message: f.message.clone(),
                 time: f.time,
+            });
+        }
+        // After every capture record: a capture of the same path would clear them.
+        for l in self.lost.values() {
+            out.push(Record::Lost {
+                path: l.path.clone(),
+                message: l.message.clone(),
+                time: l.time,
             });
         }
         if let Some(e) = &self.last_error {

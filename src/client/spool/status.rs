@@ -25,6 +25,16 @@ pub struct FailedUpload {
     pub time: DateTime<Utc>,
 }
 
+/// A version the drive could not copy into the spool (spool disk full, spool folder
+/// removed...): it was never queued, so the student must hear about it. Cleared when a
+/// later version of the same path is captured (the file's newer content is safe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostCapture {
+    pub path: String,
+    pub message: String,
+    pub time: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
     pub time: DateTime<Utc>,
@@ -41,6 +51,9 @@ pub struct SpoolStatus {
     /// Uploads being sent right now.
     pub uploading: usize,
     pub failed: Vec<FailedUpload>,
+    /// Versions that could not be captured at all (oldest first).
+    #[serde(default)]
+    pub lost: Vec<LostCapture>,
     pub last_error: Option<LastError>,
     /// `None` when nothing has been tried yet (or this is a read-only view).
     pub server_reachable: Option<bool>,
@@ -68,6 +81,7 @@ impl SpoolStatus {
             oldest_pending: state.pending.values().map(|c| c.time).min(),
             uploading: 0,
             failed: state.failed.values().map(|(_, f)| f.clone()).collect(),
+            lost: state.lost.values().cloned().collect(),
             last_error: state.last_error,
             server_reachable: None,
             // A read-only view cannot tell; the drive's own status file can.
@@ -177,6 +191,16 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
         }
         None => {
             let _ = writeln!(out, "Last error:        none");
+        }
+    }
+    if !s.lost.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nVersions NOT saved: {} (ects could not copy them into its upload spool on this computer; fix the cause below, then save these files again):",
+            s.lost.len()
+        );
+        for l in &s.lost {
+            let _ = writeln!(out, "  {}  {}: {}", local(l.time), l.path, l.message);
         }
     }
     if s.failed.is_empty() {

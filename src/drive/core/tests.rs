@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::drive::sink::{SinkError, StoreSource, VersionSink};
-use crate::names::UserName;
+use crate::names::{RelPath, UserName};
 use crate::store::{Digest, MemStore, Store};
 
 /// Records every capture: (path, bytes at the moment of capture).

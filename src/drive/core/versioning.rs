@@ -15,7 +15,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,34 +37,8 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    #[cfg(unix)]
     pub fn of(meta: &fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Self {
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// Windows' std has no inode nor change time: size and the last-write time
-    /// (NTFS keeps 100 ns) identify a state there.
-    #[cfg(not(unix))]
-    pub fn of(meta: &fs::Metadata) -> Self {
-        let mtime = match meta
-            .modified()
-            .map(|t| t.duration_since(std::time::UNIX_EPOCH))
-        {
-            Ok(Ok(d)) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
-            _ => (0, 0),
-        };
-        Self {
-            ino: 0,
-            size: meta.len(),
-            mtime,
-            ctime: (0, 0),
-        }
+        super::backing::fingerprint(meta)
     }
 }
 
@@ -87,10 +63,6 @@ pub struct Versioning {
     index: Mutex<HashMap<RelPath, Taken>>,
     dirty: AtomicBool,
     problems: Mutex<Vec<Problem>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What [`Versioning::consider`] did.
@@ -215,6 +187,8 @@ impl Versioning {
                 self.dirty.store(true, Ordering::Relaxed);
                 Outcome::Taken(sha256)
             }
+            // Only a source that vanished is "not a file"; a spool-side failure
+            // (SinkError::Spool) is a lost version, listed below and by the spool.
             Err(SinkError::Read(e)) if e.kind() == io::ErrorKind::NotFound => Outcome::NotAFile,
             Err(e) => {
                 self.problem(path.to_string(), &format!("could not take a version: {e}"));

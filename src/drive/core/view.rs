@@ -6,7 +6,9 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, Utc};
@@ -32,10 +34,6 @@ pub fn format_version_name(stored_at: DateTime<Utc>, sha: &Digest, ext: &str) ->
         sha.short(),
         ext
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 type Cached<T> = (Instant, Arc<T>);

@@ -12,7 +12,7 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::super::posix;
+use super::super::{Attr, FileKind, Fingerprint, Ino, posix};
 use super::{FsStats, SetTime};
 
 fn unsupported() -> io::Error {
@@ -159,5 +159,153 @@ pub fn removexattr(path: &Path, name: &OsStr) -> io::Result<()> {
 
 pub fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
     let _ = (file, mode, offset, len);
+    Err(unsupported())
+}
+
+// ----- files, folders and their attributes -----
+
+/// Windows has SIDs, not numbers; the WinFsp adapter ignores these.
+pub fn owner() -> (u32, u32) {
+    (0, 0)
+}
+
+pub fn describe_errno(errno: i32) -> String {
+    posix::describe(errno).to_owned()
+}
+
+pub fn file_kind(t: std::fs::FileType) -> FileKind {
+    if t.is_dir() {
+        FileKind::Dir
+    } else if t.is_symlink() {
+        FileKind::Symlink
+    } else {
+        FileKind::File
+    }
+}
+
+/// What Windows' std can tell: no owner, mode bits, links or device numbers. A
+/// read-only file shows as 0o444; the WinFsp adapter maps it back to
+/// FILE_ATTRIBUTE_READONLY.
+pub fn attr(ino: Ino, meta: &std::fs::Metadata, owner: (u32, u32)) -> Attr {
+    use std::time::UNIX_EPOCH;
+    let kind = file_kind(meta.file_type());
+    let size = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    let perm = match (kind == FileKind::Dir, meta.permissions().readonly()) {
+        (true, _) => 0o755,
+        (false, true) => 0o444,
+        (false, false) => 0o644,
+    };
+    Attr {
+        ino,
+        kind,
+        size,
+        blocks: size.div_ceil(512),
+        atime: meta.accessed().unwrap_or(mtime),
+        mtime,
+        // No change time in std on Windows; creation time is the closest stable one.
+        ctime: meta.created().unwrap_or(mtime),
+        perm,
+        nlink: 1,
+        uid: owner.0,
+        gid: owner.1,
+        rdev: 0,
+        blksize: 4096,
+    }
+}
+
+/// Windows' std has no inode nor change time: size and the last-write time (NTFS
+/// keeps 100 ns) identify a state there.
+pub fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
+    let mtime = match meta
+        .modified()
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH))
+    {
+        Ok(Ok(d)) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
+        _ => (0, 0),
+    };
+    Fingerprint {
+        ino: 0,
+        size: meta.len(),
+        mtime,
+        ctime: (0, 0),
+    }
+}
+
+/// Windows keeps only "read-only" (set when no write bit is), so the other
+/// attributes come from `current`.
+pub fn permissions_for(
+    mode: u32,
+    current: impl FnOnce() -> io::Result<std::fs::Metadata>,
+) -> io::Result<std::fs::Permissions> {
+    let mut perm = current()?.permissions();
+    perm.set_readonly(mode & 0o222 == 0);
+    Ok(perm)
+}
+
+/// A made-up but stable-enough 0: Windows' std gives no file index here.
+pub fn dirent_ino(entry: &std::fs::DirEntry) -> u64 {
+    let _ = entry;
+    0
+}
+
+/// Windows opens have no flags beyond access and creation, which std sets.
+pub fn open_flags(opts: &mut OpenOptions, flags: i32) {
+    let _ = (opts, flags);
+}
+
+/// New files take their attributes from the folder (ACL inheritance).
+pub fn create_mode(opts: &mut OpenOptions, mode: u32) {
+    let _ = (opts, mode);
+}
+
+pub fn dir_mode(builder: &mut std::fs::DirBuilder, mode: u32) {
+    let _ = (builder, mode);
+}
+
+/// No set-user-id bits to clear on Windows.
+pub fn kill_suidgid(f: &File) -> io::Result<()> {
+    let _ = f;
+    Ok(())
+}
+
+/// Windows symlinks need a privilege students do not have, and Windows programs
+/// never ask a drive for POSIX ones.
+pub fn symlink(target: &Path, path: &Path) -> io::Result<()> {
+    let _ = (target, path);
+    Err(unsupported())
+}
+
+/// Positioned I/O on Windows moves the handle's cursor too, which nothing here uses.
+#[cfg(windows)]
+pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, offset)
+}
+
+#[cfg(windows)]
+pub fn write_all_at(f: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        match std::os::windows::fs::FileExt::seek_write(f, data, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(windows))]
+pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let _ = (f, buf, offset);
+    Err(unsupported())
+}
+
+#[cfg(not(windows))]
+pub fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    let _ = (f, data, offset);
     Err(unsupported())
 }

@@ -7,6 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::SystemTime;
 
+use std::fs::{File, OpenOptions};
+
+use super::super::{Attr, FileKind, Fingerprint, Ino};
 use super::{FsStats, SetTime};
 
 fn cpath(p: &Path) -> io::Result<CString> {
@@ -165,4 +168,142 @@ pub fn removexattr(path: &Path, name: &OsStr) -> io::Result<()> {
 pub fn fallocate(file: &std::fs::File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
     // SAFETY: a valid open fd.
     check(unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, len as i64) })
+}
+
+// ----- files, folders and their attributes -----
+
+/// The process's user and group: what virtual nodes show as their owner.
+pub fn owner() -> (u32, u32) {
+    // SAFETY: geteuid/getegid cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// An errno in words, as the platform says it.
+pub fn describe_errno(errno: i32) -> String {
+    io::Error::from_raw_os_error(errno).to_string()
+}
+
+pub fn file_kind(t: std::fs::FileType) -> FileKind {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        FileKind::Dir
+    } else if t.is_symlink() {
+        FileKind::Symlink
+    } else if t.is_fifo() {
+        FileKind::Fifo
+    } else if t.is_socket() {
+        FileKind::Socket
+    } else if t.is_char_device() {
+        FileKind::CharDevice
+    } else if t.is_block_device() {
+        FileKind::BlockDevice
+    } else {
+        FileKind::File
+    }
+}
+
+fn time_of(secs: i64, nsecs: i64) -> SystemTime {
+    use std::time::{Duration, UNIX_EPOCH};
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsecs as u64)
+    }
+}
+
+/// A backing node's attributes, straight from its `stat`.
+pub fn attr(ino: Ino, meta: &std::fs::Metadata, _owner: (u32, u32)) -> Attr {
+    use std::os::unix::fs::MetadataExt;
+    Attr {
+        ino,
+        kind: file_kind(meta.file_type()),
+        size: meta.size(),
+        blocks: meta.blocks(),
+        atime: time_of(meta.atime(), meta.atime_nsec()),
+        mtime: time_of(meta.mtime(), meta.mtime_nsec()),
+        ctime: time_of(meta.ctime(), meta.ctime_nsec()),
+        perm: (meta.mode() & 0o7777) as u16,
+        nlink: meta.nlink() as u32,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        rdev: meta.rdev() as u32,
+        blksize: meta.blksize() as u32,
+    }
+}
+
+/// What identifies a file's state: inode, size, modification and change times.
+pub fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    Fingerprint {
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+    }
+}
+
+/// Permissions for a mode (`current` is for platforms that keep less than a mode).
+pub fn permissions_for(
+    mode: u32,
+    _current: impl FnOnce() -> io::Result<std::fs::Metadata>,
+) -> io::Result<std::fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// A folder entry's inode number, for entries the node table has not seen.
+pub fn dirent_ino(entry: &std::fs::DirEntry) -> u64 {
+    std::os::unix::fs::DirEntryExt::ino(entry)
+}
+
+/// Opens with the caller's flags, less those the kernel already handled: it sends
+/// explicit offsets and handles O_APPEND and O_TRUNC itself; O_DIRECT would demand
+/// aligned buffers from us.
+pub fn open_flags(opts: &mut OpenOptions, flags: i32) {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.custom_flags(
+        flags
+            & !(libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_TRUNC
+                | libc::O_APPEND
+                | libc::O_NOCTTY
+                | libc::O_DIRECT
+                | libc::O_ACCMODE),
+    );
+}
+
+/// A new file gets `mode` (permission bits only).
+pub fn create_mode(opts: &mut OpenOptions, mode: u32) {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.mode(mode & 0o7777);
+}
+
+/// A new folder gets `mode` (permission bits only).
+pub fn dir_mode(builder: &mut std::fs::DirBuilder, mode: u32) {
+    use std::os::unix::fs::DirBuilderExt;
+    builder.mode(mode & 0o7777);
+}
+
+/// Clears set-user-id and set-group-id, as a write by an unprivileged user does.
+pub fn kill_suidgid(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = f.metadata()?.mode();
+    if mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+        let cleared = mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);
+        f.set_permissions(std::fs::Permissions::from_mode(cleared))?;
+    }
+    Ok(())
+}
+
+pub fn symlink(target: &Path, path: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, path)
+}
+
+pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, offset)
+}
+
+pub fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, data, offset)
 }

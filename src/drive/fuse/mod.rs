@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::sync::lock;
 use std::time::SystemTime;
 
 use fuser::{
@@ -19,6 +21,9 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+
+mod session;
+pub use session::{Mountpoint, SessionError, is_mount_point};
 
 use super::core::{Attr, Drive, DriveError, Entry, FileKind, Opened, SetAttr, SetTime};
 
@@ -42,10 +47,6 @@ pub struct FuseDrive {
     backing_by_ino: Mutex<HashMap<u64, Weak<BackingId>>>,
     backing_by_fh: Mutex<HashMap<u64, Arc<BackingId>>>,
     mode_report: Mutex<Option<std::sync::mpsc::Sender<IoMode>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn errno(e: DriveError) -> Errno {

@@ -1,0 +1,135 @@
+//! Opening a spool after a run (or a crash): replay the journal, drop what a crash cut
+//! off, and send nothing that is not whole.
+
+use std::fs;
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::SpoolError;
+use super::journal::{self, JournalFile, Record};
+use super::state::{Entry, State, data_file};
+use super::status::FailedUpload;
+use crate::names::RelPath;
+
+/// Replays the journal, drops what a crash cut off, and rewrites the journal compactly.
+pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, JournalFile), SpoolError> {
+    let mut replayed =
+        journal::replay(dir).map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
+    if replayed.bad_lines > 0 {
+        tracing::warn!(
+            lines = replayed.bad_lines,
+            "skipped unreadable spool journal lines (a write cut off by a crash)"
+        );
+    }
+    // Data files: keep those a record names, delete the rest (captures cut off by a crash,
+    // or uploads whose "done" record was durable before the file was removed).
+    let mut max_file_id = 0;
+    let listing =
+        fs::read_dir(captures_dir).map_err(|e| SpoolError::io(dir, "listing captures", e))?;
+    let mut discarded = 0usize;
+    for item in listing {
+        let item = item.map_err(|e| SpoolError::io(dir, "listing captures", e))?;
+        let name = item.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".data"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(id) = id {
+            max_file_id = max_file_id.max(id + 1);
+            if replayed.pending.contains_key(&id) || replayed.failed.contains_key(&id) {
+                continue;
+            }
+        }
+        discarded += 1;
+        let _ = fs::remove_file(item.path());
+    }
+    if discarded > 0 {
+        tracing::info!(
+            discarded,
+            "removed spool files without a durable record (captures cut off by a crash)"
+        );
+    }
+    let now = Utc::now();
+    let mut state = State {
+        next_id: replayed.next_id.max(max_file_id).max(1),
+        done: replayed.done,
+        last_error: replayed.last_error.clone(),
+        lost: std::mem::take(&mut replayed.lost),
+        ..State::default()
+    };
+    // A recorded capture whose data is not whole is never uploaded as if it were.
+    let pending = std::mem::take(&mut replayed.pending);
+    for (id, c) in pending {
+        let actual = fs::metadata(data_file(captures_dir, id)).map(|m| m.len());
+        let damage = match actual {
+            Ok(n) if n == c.size => None,
+            Ok(n) => Some(format!(
+                "the spool's copy is damaged ({n} of {} bytes); the file on disk was not changed, save it again",
+                c.size
+            )),
+            Err(e) => Some(format!(
+                "the spool's copy is missing ({e}); save the file again"
+            )),
+        };
+        let path = RelPath::parse(&c.path);
+        match (damage, path) {
+            (None, Ok(path)) => {
+                state.pending.insert(
+                    id,
+                    Entry {
+                        id,
+                        path,
+                        sha256: c.sha256,
+                        size: c.size,
+                        time: c.time,
+                    },
+                );
+            }
+            (damage, path) => {
+                let message = damage.unwrap_or_else(|| match path {
+                    Err(e) => format!("the spool names a bad path: {e}"),
+                    Ok(_) => String::new(),
+                });
+                tracing::warn!(path = %c.path, %message, "spool entry cannot be uploaded");
+                let f = FailedUpload {
+                    id,
+                    path: c.path.clone(),
+                    sha256: c.sha256,
+                    size: c.size,
+                    status: 0,
+                    message,
+                    time: now,
+                };
+                replayed.failed.insert(id, (c, f));
+            }
+        }
+    }
+    state.failed = replayed.failed;
+    let snapshot = snapshot_records(&state);
+    let journal = JournalFile::rewrite(dir, &snapshot)
+        .map_err(|e| SpoolError::io(dir, "rewriting the journal", e))?;
+    if !state.pending.is_empty() {
+        tracing::info!(
+            pending = state.pending.len(),
+            "upload spool: sending versions left by an earlier run"
+        );
+    }
+    Ok((state, journal))
+}
+
+/// Records that rebuild `st`'s durable part (for compaction).
+pub(super) fn snapshot_records(st: &State) -> Vec<Record> {
+    let mut r = journal::Replayed {
+        done: st.done,
+        next_id: st.next_id,
+        last_error: st.last_error.clone(),
+        lost: st.lost.clone(),
+        failed: st.failed.clone(),
+        ..Default::default()
+    };
+    for e in st.pending.values() {
+        r.pending.insert(e.id, e.rec());
+    }
+    r.records()
+}
