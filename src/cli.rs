@@ -1,4 +1,6 @@
-//! The command line (SPEC §1). Every flag also reads `ECTS_<FLAG>` from the environment.
+//! The command line (SPEC §1). Every flag (and the mount point) also reads
+//! `ECTS_<FLAG>` from the environment; on/off flags accept 1/0, true/false, yes/no,
+//! on/off there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,7 +58,7 @@ pub struct ServerArgs {
     #[arg(long, env = "ECTS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Let the first login with an unknown name claim it (the original's behaviour).
-    #[arg(long, env = "ECTS_ALLOW_REGISTRATION")]
+    #[arg(long, env = "ECTS_ALLOW_REGISTRATION", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_registration: bool,
     /// Largest accepted version, e.g. 4GiB, 500M, 1048576.
     #[arg(long, env = "ECTS_MAX_FILE_SIZE", default_value = "4GiB", value_parser = parse_size)]
@@ -86,7 +88,7 @@ pub enum UserCommand {
     /// Add a user. The password comes from --password-file, ECTS_PASSWORD or a prompt.
     Add {
         name: String,
-        #[arg(long, value_enum, default_value = "student")]
+        #[arg(long, env = "ECTS_ROLE", value_enum, default_value = "student")]
         role: RoleArg,
         #[arg(long, env = "ECTS_PASSWORD_FILE")]
         password_file: Option<PathBuf>,
@@ -109,7 +111,7 @@ pub enum UserCommand {
         csv: PathBuf,
         /// Where to write the generated passwords (default: CSV-passwords.csv beside
         /// the list). Never replaces an existing file.
-        #[arg(long)]
+        #[arg(long, env = "ECTS_PASSWORDS_OUT")]
         passwords_out: Option<PathBuf>,
     },
     /// List users, roles and whether they are enabled.
@@ -140,15 +142,17 @@ pub struct ConnectArgs {
 pub struct MountArgs {
     /// Empty folder to mount the drive on; on Windows a drive letter such as `B:`, or a
     /// folder that does not exist yet.
+    #[arg(env = "ECTS_MOUNTPOINT")]
     pub mountpoint: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Local backing folder and upload spool (default: per server+user under the cache dir).
     #[arg(long, env = "ECTS_CACHE")]
     pub cache: Option<PathBuf>,
-    /// Embedded store's data folder, used when no --server is given.
-    #[arg(long, env = "ECTS_DATA", default_value = "./ects-data")]
-    pub data: PathBuf,
+    /// Embedded store's data folder, used when no --server is given (default: ects/data
+    /// under the user's data folder, e.g. ~/.local/share/ects/data).
+    #[arg(long, env = "ECTS_DATA")]
+    pub data: Option<PathBuf>,
     /// Seconds to keep uploading at unmount before leaving the rest in the spool.
     #[arg(long, env = "ECTS_DRAIN_TIMEOUT", default_value_t = 10)]
     pub drain_timeout: u64,
@@ -185,16 +189,18 @@ pub struct RestoreArgs {
     /// Path of the file in your namespace, e.g. Documents/essay.docx
     pub path: String,
     /// The version to fetch (full hash or a unique prefix). Default: the newest.
-    #[arg(long, conflicts_with = "at")]
+    #[arg(long, env = "ECTS_SHA256", conflicts_with = "at")]
     pub sha256: Option<String>,
-    /// The newest version stored at or before this time (RFC 3339 or "YYYY-MM-DD HH:MM").
-    #[arg(long)]
+    /// The newest version stored at or before this time (RFC 3339, "YYYY-MM-DD HH:MM[:SS]"
+    /// or a date). A time means the whole unit typed: "14:30:05" includes everything
+    /// stored during that second (as `ects versions` shows it), "14:30" that minute.
+    #[arg(long, env = "ECTS_AT")]
     pub at: Option<String>,
     /// Where to write it (default: the file's name in the current folder; - for stdout).
-    #[arg(short = 'o', long)]
+    #[arg(short = 'o', long, env = "ECTS_OUT")]
     pub out: Option<PathBuf>,
     /// Replace an existing output file.
-    #[arg(long)]
+    #[arg(long, env = "ECTS_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -209,7 +215,7 @@ pub struct StatusArgs {
     pub connect: ConnectArgs,
     /// Wait until no upload is pending (for logoff scripts): exit 0 then, 1 if some
     /// uploads were refused for good, 3 on --timeout. The drive must keep running.
-    #[arg(long, env = "ECTS_WAIT")]
+    #[arg(long, env = "ECTS_WAIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub wait: bool,
     /// With --wait: give up after this many seconds (default: wait as long as it takes).
     #[arg(long, env = "ECTS_TIMEOUT", requires = "wait")]
@@ -223,7 +229,7 @@ pub struct FsckArgs {
     pub data: PathBuf,
     /// Set every version's stored_at (its file's mtime) that disagrees with the
     /// journal back to the journal's time, e.g. after a copy with `cp -r`.
-    #[arg(long, env = "ECTS_REPAIR_TIMES")]
+    #[arg(long, env = "ECTS_REPAIR_TIMES", value_parser = clap::builder::BoolishValueParser::new())]
     pub repair_times: bool,
 }
 
@@ -234,24 +240,24 @@ pub struct CollectArgs {
     /// within a name, ** for any folders, [abc]; case is ignored). Quote it.
     pub pattern: String,
     /// Folder to collect into: OUT/<student>/<path> and OUT/manifest.csv.
-    #[arg(long)]
+    #[arg(long, env = "ECTS_OUT")]
     pub out: PathBuf,
     /// Deadline: only versions the server stored strictly before it count as on time
     /// (RFC 3339, or local "YYYY-MM-DD HH:MM[:SS]", or a date meaning its end).
-    #[arg(long)]
+    #[arg(long, env = "ECTS_BEFORE")]
     pub before: Option<String>,
     /// Comma-separated user names to collect from.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "ECTS_STUDENTS", value_delimiter = ',')]
     pub students: Vec<String>,
     /// Collect from every enabled student.
-    #[arg(long)]
+    #[arg(long, env = "ECTS_ALL", value_parser = clap::builder::BoolishValueParser::new())]
     pub all: bool,
     /// Replace files in OUT that differ from the version collected.
-    #[arg(long)]
+    #[arg(long, env = "ECTS_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,
     /// Also fetch files that have only late versions (their newest); the manifest marks
     /// them late-only either way.
-    #[arg(long)]
+    #[arg(long, env = "ECTS_INCLUDE_LATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub include_late: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -296,6 +302,34 @@ mod tests {
         assert!(parse_size("-1").is_err());
         assert!(parse_size("3X").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    /// "Every flag also reads ECTS_<FLAG>": checked over the whole command tree, so a
+    /// flag added without `env` fails here. Positionals other than the mount point
+    /// (paths, names, patterns) are per-call and stay on the command line.
+    #[test]
+    fn every_flag_reads_the_environment() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version" | "verbose") {
+                    continue;
+                }
+                if arg.is_positional() && id != "mountpoint" {
+                    continue;
+                }
+                if arg.get_env().is_none() {
+                    missing.push(format!("{} --{id}", cmd.get_name()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert!(missing.is_empty(), "flags without ECTS_ env: {missing:?}");
     }
 
     #[test]

@@ -14,10 +14,13 @@ pub fn init(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let shown = filter.to_string();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+    // The first line at debug level, so `-v` or RUST_LOG=debug visibly took effect.
+    tracing::debug!(filter = %shown, "log filter");
 }

@@ -29,6 +29,10 @@ use crate::names::{NameError, UserName};
 /// Longest password accepted, in bytes (argon2 takes any length; this bounds work).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// Shortest password a person may choose (`user add`, `user passwd`, a class list,
+/// registration), in characters. Generated passwords are longer.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
 /// Accounts one address may create through registration per [`REGISTRATION_WINDOW`].
 /// A shared lab PC registers a few students; a script registering hundreds is stopped.
 pub const REGISTRATIONS_PER_ADDRESS: usize = 10;
@@ -124,6 +128,8 @@ pub enum UsersError {
     EmptyPassword,
     #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
     PasswordTooLong,
+    #[error("the password is shorter than {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
     #[error("{path} is not a valid users file: {message}")]
     Corrupt { path: String, message: String },
     #[error("reading or writing {path}: {source}")]
@@ -327,6 +333,7 @@ impl UserDb {
         password: &str,
         from: Option<IpAddr>,
     ) -> Result<User, UsersError> {
+        check_new_password(password)?;
         if let Some(addr) = from {
             let mut recent = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -597,6 +604,16 @@ pub fn check_password(password: &str) -> Result<(), UsersError> {
     }
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(UsersError::PasswordTooLong);
+    }
+    Ok(())
+}
+
+/// The rule for a password a person chooses: [`check_password`] and at least
+/// [`MIN_PASSWORD_CHARS`] characters.
+pub fn check_new_password(password: &str) -> Result<(), UsersError> {
+    check_password(password)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(UsersError::PasswordTooShort);
     }
     Ok(())
 }

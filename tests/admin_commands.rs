@@ -39,7 +39,7 @@ fn class_list() -> (String, Vec<String>) {
     for i in 1..=28 {
         let name = format!("student{i:02}");
         if i % 3 == 0 {
-            csv.push_str(&format!("{name},student,given-{i}\n"));
+            csv.push_str(&format!("{name},student,given-pw-{i}\n"));
         } else {
             csv.push_str(&format!("{name},student\n"));
         }
@@ -95,7 +95,7 @@ fn thirty_imported_users_each_upload_and_no_student_reads_another() {
         .collect();
     assert_eq!(passwords.len(), 28 - 9 + 1, "{slips}");
     for i in (3..=28).step_by(3) {
-        passwords.insert(format!("student{i:02}"), format!("given-{i}"));
+        passwords.insert(format!("student{i:02}"), format!("given-pw-{i}"));
     }
     passwords.insert("mrs-k".into(), "teach-pw".into());
 

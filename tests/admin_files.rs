@@ -3,6 +3,7 @@
 
 mod client_support;
 mod common;
+mod drive_support;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -30,20 +31,27 @@ fn ects(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
 /// `ects server` on `data` as user `nobody` (as a service runs as `ects`), with its
 /// URL and a guard that kills it. Its log goes to `log`.
 fn server_as_nobody(data: &Path, log: &Path) -> (Guard, String) {
-    let log_file = fs::File::create(log).unwrap();
-    let mut child = clean(Command::new("setpriv"))
+    let mut command = clean(Command::new("setpriv"));
+    command
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
         .arg(common::BIN)
         .arg("server")
         .arg("--data")
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info");
+    start_server(command, log)
+}
+
+/// Runs a `server` command line until it prints its URL; its stderr goes to `log`.
+fn start_server(mut command: Command, log: &Path) -> (Guard, String) {
+    let log_file = fs::File::create(log).unwrap();
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))
         .spawn()
-        .expect("setpriv (util-linux) runs the server as nobody");
+        .expect("starting the server");
     let stdout = child.stdout.take().unwrap();
     let guard = Guard(Some(child));
     let (tx, rx) = mpsc::channel();
@@ -59,7 +67,7 @@ fn server_as_nobody(data: &Path, log: &Path) -> (Guard, String) {
         .recv_timeout(common::PROCESS_TIMEOUT)
         .unwrap_or_else(|_| {
             panic!(
-                "the server did not start as nobody; its log:\n{}",
+                "the server did not start; its log:\n{}",
                 fs::read_to_string(log).unwrap_or_default()
             )
         });
@@ -186,6 +194,14 @@ fn one_name_rule_for_add_import_and_registration() {
             "{bad}: {err}"
         );
     }
+    // One password rule too: a 2-character password is refused.
+    let out = ects(
+        &["user", "add", "shorty", "--data", "data"],
+        dir.path(),
+        &[("ECTS_PASSWORD", "ab")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 8"));
     fs::write(
         dir.path().join("list.csv"),
         "name,role\nALICE,student\nprn,student\n",
@@ -205,6 +221,7 @@ fn one_name_rule_for_add_import_and_registration() {
     for bad in ["Alice", "MRS-K", "con", "lpt1.x", "a.", "admin"] {
         assert_eq!(sign_in(bad), 401, "registering {bad} must be refused");
     }
+    assert_eq!(list_status(&server.url, "shorty", "ab"), 401);
     for i in 0..ects::users::REGISTRATIONS_PER_ADDRESS {
         assert_eq!(sign_in(&format!("new{i}")), 200);
     }
@@ -272,4 +289,98 @@ fn fsck_finds_and_repairs_times_lost_by_a_copy() {
     }
     let out = ects(&["fsck", "--data", copy_arg], dir.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `ects mount ~/B` with no --server and no --data keeps its versions under the
+/// user's data folder, never in `./ects-data` of wherever it was started (issue 16
+/// item 9). On/off flags read `1` from the environment.
+#[test]
+fn mount_without_data_uses_the_users_data_folder() {
+    if !Path::new("/dev/fuse").exists() {
+        println!("SKIPPED: no /dev/fuse");
+        return;
+    }
+    let dir = common::temp_dir();
+    let home = dir.path().join("home");
+    let cwd = dir.path().join("elsewhere");
+    fs::create_dir_all(&cwd).unwrap();
+    let mnt = dir.path().join("B");
+    let _stale = drive_support::StaleGuard(mnt.clone());
+    let mut mount = clean(Command::new(common::BIN));
+    mount
+        .args(["mount", "--user", "kim"])
+        .env("ECTS_MOUNTPOINT", &mnt)
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut drive = Guard(Some(mount.spawn().unwrap()));
+    drive_support::wait_for("the drive to mount", || {
+        drive_support::is_mounted(&mnt) && mnt.join(".versions").exists()
+    });
+    fs::write(mnt.join("note.txt"), b"kept").unwrap();
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = drive.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !cwd.join("ects-data").exists(),
+        "nothing in the current folder"
+    );
+    let data = home.join(".local/share/ects/data");
+    assert_eq!(
+        drive_support::stored_versions_of(&data, "kim", "note.txt"),
+        vec![b"kept".to_vec()]
+    );
+
+    // ECTS_REPAIR_TIMES=1 (and the role from ECTS_ROLE) are understood.
+    let data_arg = data.to_str().unwrap();
+    let out = ects(
+        &["fsck", "--data", data_arg],
+        dir.path(),
+        &[("ECTS_REPAIR_TIMES", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let env = [
+        ("ECTS_ROLE", "teacher"),
+        ("ECTS_PASSWORD", "a-good-password"),
+    ];
+    let out = ects(&["user", "add", "mrs-k", "--data", "srv"], dir.path(), &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("teacher"));
+}
+
+/// `-vv` and `RUST_LOG=debug` show more than INFO on the server (issue 16 item 9).
+#[test]
+fn server_debug_logging_takes_effect() {
+    let dir = common::temp_dir();
+    let env = [("ECTS_PASSWORD", "a-good-password")];
+    let out = ects(&["user", "add", "kim", "--data", "data"], dir.path(), &env);
+    assert!(out.status.success(), "{}", text(&out));
+    for (flags, rust_log) in [(&["-vv"][..], None), (&[][..], Some("debug"))] {
+        let mut command = clean(Command::new(common::BIN));
+        command
+            .args(flags)
+            .args(["server", "--data", "data", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG");
+        if let Some(level) = rust_log {
+            command.env("RUST_LOG", level);
+        }
+        let log = dir.path().join("server.log");
+        let (mut server, _url) = start_server(command, &log);
+        server.kill();
+        let logged = fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("DEBUG") && logged.contains("configuration"),
+            "{flags:?} RUST_LOG={rust_log:?}:\n{logged}"
+        );
+    }
 }

@@ -300,3 +300,44 @@ fn hash_cache_is_not_trusted_by_a_server_that_lost_everything() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(second.new_events().len(), 40, "{}", text(&out));
 }
+
+/// Two folders with the same name would be merged into one stored folder: refused,
+/// naming both, before anything is uploaded (issue 16 item 9). The same folder given
+/// twice is backed up once.
+#[test]
+fn same_named_folders_are_refused_not_merged() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let a = client.dir.path().join("a/Docs");
+    let b = client.dir.path().join("b/Docs");
+    write(&a, "x.txt", b"from a");
+    write(&b, "x.txt", b"from b");
+    let (a_arg, b_arg) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = client.run(&server.url, &["backup", a_arg, b_arg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(a_arg) && err.contains(b_arg) && err.contains("Docs/"),
+        "{err}"
+    );
+    assert!(server.journal().is_empty(), "nothing was uploaded");
+    let out = client.run(&server.url, &["backup", a_arg, a_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `ects backup` while the drive holds the spool says what to do instead.
+#[test]
+fn backup_beside_a_mounted_drive_gives_a_hint() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let docs = client.dir.path().join("Docs");
+    write(&docs, "x.txt", b"x");
+    let spool = client.spool();
+    fs::create_dir_all(&spool).unwrap();
+    let lock = fs::File::create(spool.join("spool.lock")).unwrap();
+    lock.lock().unwrap();
+    let out = client.run(&server.url, &["backup", docs.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use") && err.contains("--cache"), "{err}");
+}

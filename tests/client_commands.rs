@@ -126,3 +126,44 @@ fn versions_restore_and_status() {
         text(&out)
     );
 }
+
+/// `restore --at` with a time copied from `ects versions` (second precision) restores
+/// that version, and says which one it chose (issue 16 item 5).
+#[test]
+fn restore_at_a_time_shown_by_versions_restores_that_version() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let root = client.dir.path().join("Docs");
+    let essay = "Docs/essay.txt";
+    write(&root, "essay.txt", b"first");
+    let out = client.run(&server.url, &["backup", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Into the next second, so the two versions show different times.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&root, "essay.txt", b"second");
+    let out = client.run(&server.url, &["backup", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = client.run(&server.url, &["versions", essay]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let second = Digest::of(b"second").short();
+    let row = table
+        .lines()
+        .find(|l| l.contains(&second))
+        .unwrap_or_else(|| panic!("{table}"));
+    let shown = &row[..19];
+    let target = client.dir.path().join("out.txt");
+    let t = target.to_str().unwrap();
+    let out = client.run(&server.url, &["restore", essay, "-o", t, "--at", shown]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        b"second",
+        "--at {shown}\n{table}"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("chose version 2 of 2") && said.contains(&second),
+        "{said}"
+    );
+}

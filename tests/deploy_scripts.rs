@@ -5,6 +5,7 @@
 //! (`CI` set), where a missing tool is a failure: CI must install it.
 
 mod common;
+mod drive_support;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -310,4 +311,98 @@ fn http(port: u16, request_line: &str, headers: &str, body: &[u8]) -> Option<Str
     let mut answer = String::new();
     s.read_to_string(&mut answer).ok()?;
     Some(answer)
+}
+
+/// After a drive is killed (its mount left dead), the login script clears the dead
+/// mount and mounts again instead of stopping at "Transport endpoint is not connected"
+/// (issue 16 item 7). The real script, the real binary, a real FUSE mount.
+#[test]
+fn login_script_remounts_after_a_killed_drive() {
+    if !Path::new("/dev/fuse").exists() || !have_tool("fusermount3", "fuse3") {
+        println!("SKIPPED: no FUSE here");
+        return;
+    }
+    let place = drive_support::Place::new();
+    let mnt = place.mnt();
+    let _stale = drive_support::StaleGuard(mnt.clone());
+    let drive = place.mount();
+    fs::write(drive.path("before-crash.txt"), b"saved").unwrap();
+    drive.kill();
+    // Once the kernel's cached attributes expire, every look at it fails.
+    drive_support::wait_for("the dead mount to answer ENOTCONN", || {
+        fs::metadata(&mnt).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+    });
+
+    // `ects` on the PATH is the binary under test; no systemd user session here.
+    let bin = place.dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("ects")).unwrap();
+    let password = place.dir.path().join("password");
+    fs::write(&password, "unused by the embedded store\n").unwrap();
+    let mut script = Command::new(scripts().join("linux/ects-drive-login.sh"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ECTS_") || key.to_string_lossy().starts_with("XDG_") {
+            script.env_remove(key);
+        }
+    }
+    let child = script
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("HOME", place.dir.path())
+        .env("ECTS_MOUNTPOINT", &mnt)
+        .env("ECTS_USER", drive_support::USER)
+        .env("ECTS_PASSWORD_FILE", &password)
+        .env("ECTS_DATA", place.data())
+        .env("ECTS_CACHE", place.cache())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut drive = KillOnDrop(child);
+    let log = place.dir.path().join(".local/state/ects/drive.log");
+    drive_support::wait_for("the login script to mount the drive again", || {
+        if let Ok(Some(status)) = drive.0.try_wait() {
+            panic!(
+                "the login script exited ({status}):\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        mnt.join(".ects-status.txt").exists()
+    });
+    fs::write(mnt.join("after-crash.txt"), b"saved again").unwrap();
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    drive_support::wait_for("the drive to exit", || {
+        matches!(drive.0.try_wait(), Ok(Some(_)))
+    });
+    assert_eq!(
+        place.stored("after-crash.txt"),
+        vec![b"saved again".to_vec()]
+    );
+}
+
+/// Kills a child process when dropped, also on panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The user unit, like the login script, clears a dead mount before `mkdir` touches
+/// the mount point (on a dead mount mkdir fails and the unit would never start).
+#[test]
+fn drive_unit_clears_a_dead_mount_before_mkdir() {
+    let unit = fs::read_to_string(scripts().join("linux/ects-drive.service")).unwrap();
+    let pos = |needle: &str| {
+        unit.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing:\n{unit}"))
+    };
+    assert!(pos("ExecStartPre=-/usr/bin/fusermount3 -u -z") < pos("ExecStartPre=/usr/bin/mkdir"));
 }

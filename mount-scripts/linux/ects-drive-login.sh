@@ -34,16 +34,20 @@ ECTS_PASSWORD_FILE=${ECTS_PASSWORD_FILE:-$config_home/ects/password}
 export ECTS_USER ECTS_PASSWORD_FILE
 
 state=${XDG_STATE_HOME:-$HOME/.local/state}/ects
-mkdir -p "$state" "$ECTS_MOUNTPOINT"
+mkdir -p "$state"
 log=$state/drive.log
 
+# Before anything touches the mount point: a drive that was killed (kill -9, crash)
+# leaves a dead mount, where even mkdir fails ("Transport endpoint is not connected").
 if grep -q " $ECTS_MOUNTPOINT fuse" /proc/self/mounts 2>/dev/null; then
   # Already mounted by a running drive, or left behind by one that was killed.
   if [ -f "$ECTS_MOUNTPOINT/.ects-status.txt" ]; then
     exit 0
   fi
+  echo "$(date '+%F %T') clearing the dead mount left at $ECTS_MOUNTPOINT" >>"$log"
   fusermount3 -u -z "$ECTS_MOUNTPOINT" 2>/dev/null || true
 fi
+mkdir -p "$ECTS_MOUNTPOINT"
 
 if [ ! -r "$ECTS_PASSWORD_FILE" ]; then
   echo "$(date '+%F %T') no password file $ECTS_PASSWORD_FILE; the drive was not mounted" >>"$log"

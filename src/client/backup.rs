@@ -89,6 +89,8 @@ pub struct Walk {
 /// Walks `roots`, each stored under its own folder name.
 pub fn walk(roots: &[PathBuf]) -> Result<Walk, ClientError> {
     let mut out = Walk::default();
+    // Stored name (lowercased: one folder on Windows) → the root already using it.
+    let mut names: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
     for root in roots {
         let meta = fs::metadata(root).map_err(|e| ClientError::Io {
             context: format!("cannot back up {}", root.display()),
@@ -107,6 +109,18 @@ pub fn walk(roots: &[PathBuf]) -> Result<Walk, ClientError> {
                 root.display()
             ))
         })?;
+        if let Some(first) = names.insert(name.to_lowercase(), root) {
+            let same = fs::canonicalize(first).ok() == fs::canonicalize(root).ok();
+            if same {
+                continue;
+            }
+            return Err(ClientError::Config(format!(
+                "{} and {} would both be stored as {name}/ and their files mixed: back up \
+                 the folder that holds both instead, or rename one of them",
+                first.display(),
+                root.display()
+            )));
+        }
         walk_dir(root, &base, &mut out);
     }
     Ok(out)

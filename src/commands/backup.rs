@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::BackupArgs;
 use crate::client::backup::{self, Options, Progress, Report};
-use crate::client::spool::human_bytes;
+use crate::client::spool::{SpoolError, human_bytes};
 use crate::client::{
     ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, default_cache_dir, spool_dir,
 };
@@ -35,7 +35,16 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             events: Some(tx),
             ..SpoolOptions::default()
         },
-    )?;
+    )
+    .map_err(|e| {
+        let hint = if matches!(e, SpoolError::Locked(_)) {
+            "; while your drive is mounted, copy the folders into the drive instead, \
+             or give this backup a cache of its own with --cache DIR"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{e}{hint}")
+    })?;
     let reporter = Reporter::new(walk.files.len() as u64, walk.bytes);
     let opts = Options {
         hash_cache: Some(cache.join("backup-hashes.jsonl")),

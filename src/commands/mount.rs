@@ -55,11 +55,17 @@ fn embedded(args: &MountArgs) -> anyhow::Result<Backend> {
         Some(u) => UserName::parse(u).with_context(|| format!("--user {u:?}"))?,
         None => default_user(),
     };
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => default_data_dir().context(
+            "no home folder to keep the drive's versions in: give --data DIR (or ECTS_DATA)",
+        )?,
+    };
     let store: Arc<dyn Store> = Arc::new(
-        FsStore::open(&args.data)
-            .with_context(|| format!("opening the embedded store at {}", args.data.display()))?,
+        FsStore::open(&data)
+            .with_context(|| format!("opening the embedded store at {}", data.display()))?,
     );
-    let data = fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone());
+    let data = fs::canonicalize(&data).unwrap_or(data);
     let cache = match &args.cache {
         Some(c) => c.clone(),
         None => default_cache(&data, &user)?,
@@ -300,6 +306,23 @@ fn os_user_name() -> Option<String> {
 
 /// `$XDG_CACHE_HOME/ects/local-<user>-<data hash>` (or under `~/.cache`; on Windows
 /// under `%LOCALAPPDATA%`).
+/// The embedded store's default folder, as `scripts/drive` uses it: never the current
+/// folder, which a student would not think of backing up or may not own.
+/// `$XDG_DATA_HOME/ects/data`, `~/.local/share/ects/data`, or `%LOCALAPPDATA%\ects\data`.
+fn default_data_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = if cfg!(windows) {
+        env("LOCALAPPDATA")?
+    } else {
+        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local/share")))?
+    };
+    Some(base.join("ects").join("data"))
+}
+
 fn default_cache(data: &Path, user: &UserName) -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

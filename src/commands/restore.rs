@@ -11,6 +11,8 @@ use crate::client::{ConnectConfig, Remote};
 use crate::names::RelPath;
 use crate::store::VersionInfo;
 
+use super::time::TypedTime;
+
 /// `ects restore PATH [--sha256 H | --at TIME] [-o OUT] [--force]`. Writes to a temp file
 /// beside OUT and renames it into place only once the download is complete and its hash
 /// checked, so a failure leaves nothing behind; never replaces a file without --force.
@@ -20,7 +22,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let at = args
         .at
         .as_deref()
-        .map(|s| super::time::parse_local_time("--at", s))
+        .map(|s| super::time::parse_typed_time("--at", s))
         .transpose()?;
     let out = args
         .out
@@ -44,6 +46,22 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let version = choose(&list, args.sha256.as_deref(), at, &path)?;
+    if let (Some(at), None) = (at, &args.sha256) {
+        // Say which one: a person compares it with what `ects versions` shows.
+        let older = list
+            .iter()
+            .filter(|v| v.stored_at < version.stored_at)
+            .count();
+        eprintln!(
+            "--at {}: chose version {} of {} ({}, stored {}), the newest stored within or before {}",
+            args.at.as_deref().unwrap_or_default(),
+            older + 1,
+            list.len(),
+            version.sha256.short(),
+            local(version.stored_at),
+            at.unit()
+        );
+    }
     if to_stdout {
         let stdout = std::io::stdout();
         let mut w = BufWriter::new(stdout.lock());
@@ -103,7 +121,7 @@ fn write_atomically(
 fn choose<'a>(
     list: &'a [VersionInfo],
     sha: Option<&str>,
-    at: Option<DateTime<Utc>>,
+    at: Option<TypedTime>,
     path: &RelPath,
 ) -> anyhow::Result<&'a VersionInfo> {
     if let Some(prefix) = sha {
@@ -129,24 +147,26 @@ fn choose<'a>(
     if let Some(at) = at {
         return list
             .iter()
-            .filter(|v| v.stored_at <= at)
+            .filter(|v| at.covers(v.stored_at))
             .max_by_key(|v| v.stored_at)
             .ok_or_else(|| {
                 anyhow!(
                     "{path} has no version stored at or before {}; the first is from {}",
-                    at.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
-                    list.iter()
-                        .map(|v| v.stored_at)
-                        .min()
-                        .unwrap_or(at)
-                        .with_timezone(&Local)
-                        .format("%Y-%m-%d %H:%M:%S")
+                    local(at.start),
+                    local(list.iter().map(|v| v.stored_at).min().unwrap_or(at.start))
                 )
             });
     }
     list.iter()
         .max_by_key(|v| v.stored_at)
         .ok_or_else(|| anyhow!("no versions of {path}"))
+}
+
+/// A time as `ects versions` shows it.
+fn local(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -167,10 +187,18 @@ mod tests {
         let list = [v(1, 100), v(2, 200), v(3, 300)];
         let p = RelPath::parse("a").unwrap();
         assert_eq!(choose(&list, None, None, &p).unwrap(), &list[2]);
-        let at = DateTime::from_timestamp(250, 0).unwrap();
-        assert_eq!(choose(&list, None, Some(at), &p).unwrap(), &list[1]);
-        let early = DateTime::from_timestamp(50, 0).unwrap();
-        assert!(choose(&list, None, Some(early), &p).is_err());
+        let second = |secs| {
+            Some(TypedTime {
+                start: DateTime::from_timestamp(secs, 0).unwrap(),
+                len: chrono::TimeDelta::seconds(1),
+            })
+        };
+        assert_eq!(choose(&list, None, second(250), &p).unwrap(), &list[1]);
+        assert!(choose(&list, None, second(50), &p).is_err());
+        // A version stored within the typed second counts.
+        let mut late = list.clone();
+        late[1].stored_at += chrono::TimeDelta::milliseconds(700);
+        assert_eq!(choose(&late, None, second(200), &p).unwrap(), &late[1]);
         let full = list[0].sha256.to_hex();
         assert_eq!(choose(&list, Some(&full), None, &p).unwrap(), &list[0]);
         assert_eq!(

@@ -26,6 +26,8 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    // For the debug log: what the server starts with.
+    let users_count = users.list().map(|u| u.len()).unwrap_or(0);
     let store = FsStore::open(&args.data)
         .with_context(|| format!("opening the store in {}", args.data.display()))?
         .with_quota(args.quota);
@@ -63,6 +65,13 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let addr = listener
             .local_addr()
             .context("reading the listening address")?;
+        tracing::debug!(
+            listen = %addr,
+            tls_cert = ?args.tls_cert,
+            tls_key = ?args.tls_key,
+            users = users_count,
+            "configuration"
+        );
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts wait for exactly this line.
         let mut stdout = std::io::stdout().lock();

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{RoleArg, UserArgs, UserCommand};
 use crate::names::UserName;
-use crate::users::{Role, UserDb};
+use crate::users::{Role, UserDb, check_new_password};
 
 mod import;
 
@@ -119,8 +119,15 @@ fn import_class_list(db: &UserDb, csv: &Path, passwords_out: Option<&Path>) -> a
     Ok(())
 }
 
-/// A new password from a file (its first line), `ECTS_PASSWORD`, or a prompt asked twice.
+/// A new password from a file (its first line), `ECTS_PASSWORD`, or a prompt asked
+/// twice; refused unless it passes [`check_new_password`].
 pub fn read_new_password(file: Option<&Path>) -> anyhow::Result<String> {
+    let password = read_password_input(file)?;
+    check_new_password(&password).context("nothing was changed")?;
+    Ok(password)
+}
+
+fn read_password_input(file: Option<&Path>) -> anyhow::Result<String> {
     if let Some(file) = file {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("reading the password file {}", file.display()))?;

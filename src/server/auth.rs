@@ -141,7 +141,10 @@ fn register(
         // A look-alike of an existing name is a wrong sign-in, like any other.
         Err(UsersError::LookAlike { .. }) => Err(ApiError::unauthorized(WRONG)),
         Err(
-            e @ (UsersError::EmptyPassword | UsersError::PasswordTooLong | UsersError::Name(_)),
+            e @ (UsersError::EmptyPassword
+            | UsersError::PasswordTooLong
+            | UsersError::PasswordTooShort
+            | UsersError::Name(_)),
         ) => Err(ApiError::unauthorized(e.to_string())),
         Err(e) => Err(users_error(e)),
     }

@@ -95,7 +95,7 @@ pub fn parse_class_list(text: &str, existing: &[User]) -> Result<Vec<Row>, Vec<P
         };
         let password = fields.get(2).filter(|p| !p.is_empty()).cloned();
         if let Some(pw) = &password
-            && let Err(e) = crate::users::check_password(pw)
+            && let Err(e) = crate::users::check_new_password(pw)
         {
             problem(format!("the password of {name}: {e}"));
             continue;
@@ -319,7 +319,7 @@ mod tests {
                     Old2,student\n\
                     q,student,\"open\n\
                     a,b,c,d\n\
-                    ok2,teacher,pw\n";
+                    ok2,teacher,long-enough\n";
         let problems = parse_class_list(text, &[user("old"), user("old2")]).unwrap_err();
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![3, 4, 5, 6, 7, 8, 9, 10, 11], "{problems:#?}");
@@ -361,10 +361,10 @@ mod tests {
             assert!(ALPHABET.contains(&(c as u8)), "{c} in {a}");
         }
         assert!(!a.contains(['0', 'o', '1', 'l', 'i']));
-        let rows = parse_class_list("a\nb,teacher,given\n", &[]).unwrap();
+        let rows = parse_class_list("a\nb,teacher,given-pw\n", &[]).unwrap();
         let (users, generated) = with_passwords(rows, &mut rng);
         assert_eq!(users.len(), 2);
-        assert_eq!(users[1].password, "given");
+        assert_eq!(users[1].password, "given-pw");
         assert_eq!(generated.len(), 1);
         assert_eq!(generated[0].0.as_str(), "a");
         assert_eq!(users[0].password, generated[0].2);
