@@ -52,13 +52,11 @@ impl Journal {
         path: &RelPath,
         version: &VersionInfo,
         created: bool,
+        now: DateTime<Utc>,
     ) -> io::Result<()> {
+        // A new version's event carries its stored_at; a repeat carries when it was seen.
         let event = JournalEvent {
-            time: if created {
-                version.stored_at
-            } else {
-                super::now()
-            },
+            time: if created { version.stored_at } else { now },
             path: path.as_str().to_owned(),
             sha256: version.sha256,
             size: version.size,
