@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::ignore::is_ignored;
 use super::spool::{OutcomeKind, Spool, SpoolEvent};
 use super::{ClientError, Remote};
+use crate::ignore::is_ignored;
 use crate::names::{RelPath, check_component};
 use crate::store::Digest;
 

@@ -8,7 +8,7 @@
 //! - Lookups ignore case but keep it ([`Drive::windows_name`]): `ESSAY.docx` opens the
 //!   existing `essay.docx`; a new file keeps the case it was created with.
 //! - Office's `~$` owner files are ordinary (ignored, never versioned: see
-//!   `client::ignore`) but shown hidden, like on a Windows share ([`is_hidden`]).
+//!   `crate::ignore`) but shown hidden, like on a Windows share ([`is_hidden`]).
 //! - Delete-on-close ([`PendingDeletes`]): Windows deletes a file by marking an open
 //!   handle and removing the name when the last handle closes; until then the file
 //!   stays visible and openable by the handles that have it.
