@@ -2,7 +2,7 @@
 //! for the original's example path, Unicode round trips, the original client's
 //! `POST /upload`, TLS, and a graceful SIGTERM that lets an upload in flight finish.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -11,9 +11,9 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Role, TestServer, sha256_hex, temp_dir, temp_files};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
+use support::{Role, TestServer, sha256_hex, temp_dir, temp_files};
 
 const USER: &str = "asdf";
 const PASSWORD: &str = "correct horse battery staple";
@@ -193,7 +193,7 @@ fn legacy_upload_as_the_original_client_called_it() {
     };
     let r = send(hex::encode(md5::Md5::digest(b"not the content")));
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(common::stored_versions(&server.data).is_empty());
+    assert!(support::stored_versions(&server.data).is_empty());
     assert!(temp_files(&server.data).is_empty());
 
     let r = send(hex::encode(md5::Md5::digest(doc)));
@@ -328,6 +328,7 @@ impl Read for Feed {
 }
 
 #[test]
+#[cfg(unix)] // SIGTERM; Windows stops a service through the service manager
 fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     let mut server = one_user(&[]);
     let content: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -348,14 +349,14 @@ fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     let (first, rest) = content.split_at(1 << 20);
     tx.send(first.to_vec()).unwrap();
     // The upload is in flight once the server stages it in tmp/.
-    let deadline = Instant::now() + common::PROCESS_TIMEOUT;
+    let deadline = Instant::now() + support::PROCESS_TIMEOUT;
     while temp_files(&server.data).is_empty() {
         assert!(Instant::now() < deadline, "the upload never started");
         std::thread::sleep(Duration::from_millis(10));
     }
     server.signal(libc::SIGTERM);
     // New connections are refused once the server is shutting down.
-    let deadline = Instant::now() + common::PROCESS_TIMEOUT;
+    let deadline = Instant::now() + support::PROCESS_TIMEOUT;
     while client().get(server.at("/api/v1/health")).send().is_ok() {
         assert!(Instant::now() < deadline, "still accepting after SIGTERM");
         std::thread::sleep(Duration::from_millis(10));

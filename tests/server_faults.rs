@@ -2,7 +2,7 @@
 //! that vanish mid-upload, a server killed mid-write, a full disk, a crowd uploading
 //! the same version, and the memory used by a 1 GiB upload.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{BIN, Role, TestServer, sha256_hex, stored_versions, temp_dir, temp_files};
+use support::{BIN, Role, TestServer, sha256_hex, stored_versions, temp_dir, temp_files};
 
 const PW: &str = "correct horse";
 
@@ -210,8 +210,10 @@ fn twenty_clients_same_version_at_once_store_it_once() {
 }
 
 /// Mounts a small tmpfs for the duration of a test; unmounts on drop, even on panic.
+#[cfg(unix)]
 struct Tmpfs(tempfile::TempDir);
 
+#[cfg(unix)]
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         let dir = temp_dir();
@@ -224,6 +226,7 @@ impl Tmpfs {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
@@ -231,6 +234,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
+#[cfg(unix)] // a Linux tmpfs and statvfs
 fn full_disk_answers_507_and_leaves_no_partial_file() {
     let Some(fs) = Tmpfs::mount("12m") else {
         eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
@@ -238,7 +242,7 @@ fn full_disk_answers_507_and_leaves_no_partial_file() {
     };
     let data = fs.0.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    common::add_user(&data, "asdf", Role::Student, PW);
+    support::add_user(&data, "asdf", Role::Student, PW);
     let server = TestServer::start(&data, &[]);
     let c = http();
     assert_eq!(put(&c, &server, "a.bin", body(1, 6 << 20)).unwrap().0, 201);
@@ -289,6 +293,7 @@ impl Read for Pattern {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // reads the peak memory from /proc
 fn one_gib_upload_keeps_server_memory_under_100_mib() {
     let server = TestServer::with_users(&[("asdf", Role::Student, PW)], &[]);
     let len: u64 = 1 << 30;

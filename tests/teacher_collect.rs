@@ -6,7 +6,7 @@
 //! "Late" comes from the server's clock: the deadline is read from the clock between
 //! uploads, with a pause on each side so the order is certain (no timing assertions).
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,9 +14,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::{BIN, Role, TestServer, encode_path as encode, http_client as client, temp_dir};
 use reqwest::StatusCode;
 use serde_json::Value;
+use support::{BIN, Role, TestServer, encode_path as encode, http_client as client, temp_dir};
 
 const TEACHER: &str = "teach";
 const PW: &str = "a long enough password";
@@ -24,7 +24,7 @@ const STUDENTS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 const HOSTILE: &str = "Docs/essay, \"final\" =1.txt";
 
 fn put(server: &TestServer, user: &str, path: &str, body: &[u8]) {
-    common::put_version(server, user, PW, path, body);
+    support::put_version(server, user, PW, path, body);
 }
 
 /// The versions of `user`'s `path`, as the teacher sees them.
@@ -66,7 +66,7 @@ fn text(o: &Output) -> String {
 
 /// Every file under `dir`, relative, `/`-separated.
 fn files_under(dir: &Path) -> BTreeSet<String> {
-    common::snapshot(dir)
+    support::snapshot(dir)
         .into_iter()
         .filter(|(p, _)| dir.join(p).is_file())
         .map(|(p, _)| p.to_string_lossy().into_owned())
@@ -189,7 +189,7 @@ fn collect_by_deadline_then_resume_and_refuse_to_clobber() {
     );
 
     // A second run fetches nothing and changes nothing.
-    let before_rerun = common::snapshot(&dir);
+    let before_rerun = support::snapshot(&dir);
     let again = ects_collect(&server, TEACHER, &args);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
@@ -197,7 +197,7 @@ fn collect_by_deadline_then_resume_and_refuse_to_clobber() {
         "{}",
         text(&again)
     );
-    assert_eq!(common::snapshot(&dir), before_rerun);
+    assert_eq!(support::snapshot(&dir), before_rerun);
     assert_eq!(
         std::fs::read_to_string(dir.join("manifest.csv")).unwrap(),
         expected
