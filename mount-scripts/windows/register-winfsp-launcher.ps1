@@ -18,7 +18,9 @@
     When a user maps \\ects\alice to B:, the launcher runs
         ects.exe mount B: --volume-prefix \ects\alice --server URL
     (%1 = the UNC path \ects\alice, %2 = the drive letter). ects takes the user
-    name from the last part of the path. The password comes from the user's
+    name from the last part of the path, and refuses a share that is not the
+    Windows account's own name unless ECTS_USER names that same user (so nobody
+    mounts, and uploads to, someone else's drive). The password comes from the user's
     ECTS_PASSWORD_FILE environment variable (set it as a user variable by GPO,
     e.g. %APPDATA%\ects\password.txt; ects-logon.ps1 writes that file on first use).
     GPO drive maps: User Configuration > Preferences > Windows Settings > Drive Maps:

@@ -31,6 +31,11 @@ use crate::drive::{Drive, DriveOptions};
 use crate::names::UserName;
 use crate::store::{FsStore, Store};
 
+// Platform-neutral parts of the Windows mount, tested on every platform.
+#[cfg(any(test, all(windows, target_env = "msvc")))]
+mod share;
+#[cfg(any(test, all(windows, target_env = "msvc")))]
+mod shutdown;
 #[cfg(all(windows, target_env = "msvc"))]
 mod windows;
 

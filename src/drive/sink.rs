@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{Remote, Spool, render_status};
+use crate::client::{ClientError, Remote, Spool, render_status};
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, Store, StoreError, Tree, VersionInfo};
 
@@ -24,6 +24,10 @@ pub enum SinkError {
     Spool { errno: Option<i32>, message: String },
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The server did not answer (network down, server stopped): `.versions` cannot be
+    /// listed or fetched now.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -114,13 +118,21 @@ impl VersionSink for Spool {
     }
 }
 
+/// A server that did not answer is told apart from one that failed.
+fn from_client(e: ClientError) -> SinkError {
+    match e {
+        ClientError::Unreachable { .. } => SinkError::Unreachable(e.to_string()),
+        e => SinkError::Other(e.to_string()),
+    }
+}
+
 impl VersionSource for Remote {
     fn tree(&self, dir: Option<&RelPath>) -> Result<Option<Tree>, SinkError> {
-        Remote::tree(self, dir).map_err(|e| SinkError::Other(e.to_string()))
+        Remote::tree(self, dir).map_err(from_client)
     }
 
     fn versions(&self, path: &RelPath) -> Result<Vec<VersionInfo>, SinkError> {
-        Remote::versions(self, path).map_err(|e| SinkError::Other(e.to_string()))
+        Remote::versions(self, path).map_err(from_client)
     }
 
     fn fetch(
@@ -129,7 +141,7 @@ impl VersionSource for Remote {
         sha256: &Digest,
         out: &mut dyn Write,
     ) -> Result<u64, SinkError> {
-        Remote::fetch(self, path, sha256, out).map_err(|e| SinkError::Other(e.to_string()))
+        Remote::fetch(self, path, sha256, out).map_err(from_client)
     }
 }
 

@@ -66,6 +66,7 @@ const STATUS_NOT_SAME_DEVICE: i32 = 0xC000_00D4_u32 as i32;
 const STATUS_UNEXPECTED_IO_ERROR: i32 = 0xC000_00E9_u32 as i32;
 const STATUS_DIRECTORY_NOT_EMPTY: i32 = 0xC000_0101_u32 as i32;
 const STATUS_NOT_A_DIRECTORY: i32 = 0xC000_0103_u32 as i32;
+const STATUS_NETWORK_UNREACHABLE: i32 = 0xC000_023C_u32 as i32;
 
 // File attributes and access rights (winnt.h).
 const FILE_ATTRIBUTE_READONLY: u32 = 0x0001;
@@ -112,6 +113,8 @@ fn status_of(e: DriveError) -> FspError {
         posix::EBUSY => STATUS_SHARING_VIOLATION,
         posix::ENOTSUP => STATUS_NOT_SUPPORTED,
         posix::EXDEV => STATUS_NOT_SAME_DEVICE,
+        // `.versions` with the server out of reach.
+        posix::ENETUNREACH => STATUS_NETWORK_UNREACHABLE,
         _ => STATUS_UNEXPECTED_IO_ERROR,
     };
     nt(status)

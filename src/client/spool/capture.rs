@@ -27,13 +27,7 @@ pub(super) enum CaptureError {
 /// digest and size. Does not fsync: the committer makes captures durable in groups.
 /// On failure `dest` is removed.
 pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> Result<(Digest, u64), CaptureError> {
-    let mut src = File::open(source).map_err(CaptureError::Source)?;
-    if !src.metadata().map_err(CaptureError::Source)?.is_file() {
-        return Err(CaptureError::Source(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
+    let mut src = open_source(source).map_err(CaptureError::Source)?;
     let mut dst = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -51,6 +45,34 @@ pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> Result<(Digest, u64),
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// Opens the file to capture without following a final symlink, then checks the
+/// opened descriptor (fstat) is a regular file. Checking the path first and opening it
+/// after is a race: a symlink renamed into place in between would make the drive upload
+/// a file from outside the drive (issue 15 item 8).
+fn open_source(source: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // FILE_FLAG_OPEN_REPARSE_POINT: open a symlink or junction itself.
+        opts.custom_flags(0x0020_0000);
+    }
+    let src = opts.open(source)?;
+    if !src.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(src)
 }
 
 /// One FICLONE ioctl; false where the filesystem cannot share blocks (ext4, tmpfs...).
@@ -135,6 +157,24 @@ mod tests {
         assert!(matches!(
             copy_and_hash(&src, &lost),
             Err(CaptureError::Spool(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+        assert!(!out.exists());
+    }
+
+    /// A symlink swapped in for the student's file must not make the spool copy what it
+    /// points to (a file outside the drive).
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"not the student's").unwrap();
+        let link = dir.path().join("essay.txt");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let out = dir.path().join("out");
+        assert!(matches!(
+            copy_and_hash(&link, &out),
+            Err(CaptureError::Source(e)) if e.raw_os_error() == Some(libc::ELOOP)
         ));
         assert!(!out.exists());
     }

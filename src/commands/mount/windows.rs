@@ -1,21 +1,27 @@
 //! `ects mount B:` on Windows: the drive under WinFsp, in the foreground until Ctrl-C
 //! (or Ctrl-Break, closing the console, logoff). Written against the winfsp crate's
 //! documentation; compiled only by the GitHub Windows job.
+//!
+//! With `--volume-prefix \ects\alice` (WinFsp's launcher, `net use B: \\ects\alice`)
+//! the drive is alice's: see [`share`](super::share).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 use anyhow::{Context, bail};
 
-use super::{Prepared, finish, prepare, spawn_saver};
+use super::shutdown::{SHUTDOWN_WAIT, Shutdown};
+use super::{Prepared, finish, prepare, share, spawn_saver};
 use crate::cli::MountArgs;
 use crate::drive::winfsp;
 
-pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
+pub fn mount(mut args: MountArgs) -> anyhow::Result<ExitCode> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
     if let Some(prefix) = &args.volume_prefix {
-        check_prefix(prefix)?;
+        let share = share::parse_prefix(prefix)?;
+        let os_user = std::env::var("USERNAME").ok();
+        let user = share::share_user(&share, args.connect.user.as_deref(), os_user.as_deref())?;
+        args.connect.user = Some(user.as_str().to_owned());
     }
     // First, so that a missing WinFsp is said before anything else happens.
     winfsp::init()?;
@@ -46,14 +52,17 @@ pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
         ),
     }
 
-    wait_for_stop();
+    SHUTDOWN.wait_for_stop();
     eprintln!("ects: unmounting {} …", mountpoint.display());
     // Unmounts and stops WinFsp's dispatcher: open handles are cut off, but every
     // close already took its version and the backing files are on disk.
     drop(mounted);
     drop(stop_tx);
     let _ = saver.join();
-    Ok(finish(&drive, &sink, args.drain_timeout, true))
+    let code = finish(&drive, &sink, args.drain_timeout, true);
+    // Only now may a console handler waiting on a close/logoff/shutdown return.
+    SHUTDOWN.finished();
+    Ok(code)
 }
 
 /// `B:` (a free drive letter) or a folder that does not exist yet (WinFsp creates it
@@ -66,6 +75,12 @@ fn check_mountpoint(mp: &Path) -> anyhow::Result<PathBuf> {
             && b[0].is_ascii_alphabetic()
             && b[1] == b':'
     };
+    if text.is_empty() {
+        bail!(
+            "no drive letter given: map the share to one (net use B: \\\\ects\\%USERNAME%), \
+             or give it: ects mount B:"
+        );
+    }
     if is_letter {
         if Path::new(&format!("{}:\\", &text[..1])).exists() {
             bail!("the drive letter {} is already in use", &text[..2]);
@@ -82,39 +97,24 @@ fn check_mountpoint(mp: &Path) -> anyhow::Result<PathBuf> {
     Ok(mp.to_path_buf())
 }
 
-/// WinFsp's network prefix: `\server\share`, each part a plain name.
-fn check_prefix(prefix: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = prefix.trim_start_matches('\\').split('\\').collect();
-    let ok = prefix.starts_with('\\')
-        && !prefix.starts_with("\\\\")
-        && parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.len() <= 64
-                && p.chars()
-                    .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '$'))
-        });
-    if !ok {
-        bail!(
-            "--volume-prefix {prefix:?}: give it as \\server\\share, e.g. \\ects\\alice \
-             (Explorer then shows \\\\ects\\alice)"
-        );
+/// Stop requests from the console control handler, and the main thread's "done".
+static SHUTDOWN: Shutdown = Shutdown::new();
+
+// Console control events (wincon.h).
+const CTRL_C_EVENT: u32 = 0;
+const CTRL_BREAK_EVENT: u32 = 1;
+
+unsafe extern "system" fn on_console_event(event: u32) -> i32 {
+    match event {
+        // Ctrl-C, and Ctrl-Break (how WinFsp's launcher stops the drive): the process
+        // lives on after the handler returns, and the main thread unmounts and drains.
+        CTRL_C_EVENT | CTRL_BREAK_EVENT => SHUTDOWN.stop(),
+        // Close, logoff, shutdown: Windows ends the process when the handler returns,
+        // so return only once the drive has unmounted and drained (bounded).
+        _ => {
+            SHUTDOWN.stop_and_wait(SHUTDOWN_WAIT);
+        }
     }
-    Ok(())
-}
-
-/// Set by the console control handler; the main thread waits on it.
-fn stop_signal() -> &'static (Mutex<bool>, Condvar) {
-    static STOP: OnceLock<(Mutex<bool>, Condvar)> = OnceLock::new();
-    STOP.get_or_init(|| (Mutex::new(false), Condvar::new()))
-}
-
-unsafe extern "system" fn on_console_event(_event: u32) -> i32 {
-    let (stopped, cv) = stop_signal();
-    *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-    cv.notify_all();
-    // Handled: Windows waits (a few seconds at most for close/logoff) while the main
-    // thread unmounts and drains.
     1
 }
 
@@ -127,13 +127,5 @@ fn watch_ctrl_c() {
             error = %std::io::Error::last_os_error(),
             "cannot watch for Ctrl-C; stop the drive by ending the process"
         );
-    }
-}
-
-fn wait_for_stop() {
-    let (stopped, cv) = stop_signal();
-    let mut s = stopped.lock().unwrap_or_else(PoisonError::into_inner);
-    while !*s {
-        s = cv.wait(s).unwrap_or_else(PoisonError::into_inner);
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::backing;
 use super::nodes::{Ino, NodeKind, ROOT};
 use super::{
-    Drive, DriveError, Fh, FileKind, Result, STATUS_FILE, VERSIONS_DIR, is_reserved, posix,
-    version_name,
+    Drive, DriveError, Fh, FileKind, Result, STATUS_FILE, VERSIONS_DIR, is_reserved, version_name,
+    versions_error,
 };
 use crate::sync::lock;
 
@@ -75,9 +75,10 @@ impl Drive {
             NodeKind::VersionsDir(dir) => {
                 let dir = dir.clone();
                 drop(t);
-                let tree = self.view.tree(dir.as_ref()).map_err(|e| {
-                    DriveError::new(posix::EIO, format!("cannot list stored versions: {e}"))
-                })?;
+                let tree = self
+                    .view
+                    .tree(dir.as_ref())
+                    .map_err(|e| versions_error("cannot list stored versions".into(), e))?;
                 let Some(tree) = tree.as_ref() else {
                     return Err(DriveError::ENOENT);
                 };
@@ -94,9 +95,10 @@ impl Drive {
             NodeKind::VersionsFile(path) => {
                 let path = path.clone();
                 drop(t);
-                let versions = self.view.versions(&path).map_err(|e| {
-                    DriveError::new(posix::EIO, format!("cannot list stored versions: {e}"))
-                })?;
+                let versions = self
+                    .view
+                    .versions(&path)
+                    .map_err(|e| versions_error("cannot list stored versions".into(), e))?;
                 let t = lock(&self.nodes);
                 for v in versions.iter() {
                     let name = version_name(&path, v);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::nodes::{Ino, NodeKind};
-use super::{Drive, DriveError, Entry, Fh, Result, backing, is_reserved, posix};
+use super::{Drive, DriveError, Entry, Fh, Result, backing, is_reserved, posix, versions_error};
 use crate::sync::{lock, wait};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -158,10 +158,7 @@ impl Drive {
                     return Err(DriveError::EROFS);
                 }
                 let file = self.view.open(&path, &info).map_err(|e| {
-                    DriveError::new(
-                        posix::EIO,
-                        format!("cannot fetch a stored version of {path}: {e}"),
-                    )
+                    versions_error(format!("cannot fetch a stored version of {path}"), e)
                 })?;
                 let fh = self.add_handle(ino, HandleKind::Version(file), false, owner);
                 Ok(Opened {

@@ -50,7 +50,7 @@ use crate::sync::lock;
 use handles::Handle;
 use nodes::{NodeKind, NodeTable};
 use versioning::Versioning;
-use view::VersionsView;
+use view::{VersionsView, versions_error};
 
 /// The virtual folder of stored versions, at the drive's root.
 pub const VERSIONS_DIR: &str = ".versions";
@@ -146,6 +146,9 @@ impl Drive {
     /// The text of `.ects-status.txt`.
     pub fn status_text(&self) -> String {
         let mut s = self.sink().status_text();
+        if let Some(note) = self.view.status_note() {
+            s.push_str(&note);
+        }
         let problems = self.versioning.problems();
         if !problems.is_empty() {
             s.push_str(&format!(

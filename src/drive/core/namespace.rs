@@ -9,7 +9,7 @@ use super::handles::HandleKind;
 use super::nodes::{Ino, NodeKind, NodeTable, ROOT};
 use super::{
     BACKING_TTL, Drive, DriveError, Entry, Fh, Result, STATUS_FILE, SetAttr, SetTime, VERSIONS_DIR,
-    backing, is_reserved, posix, version_name,
+    backing, is_reserved, posix, version_name, versions_error,
 };
 use crate::names::RelPath;
 use crate::sync::lock;
@@ -44,7 +44,7 @@ impl Drive {
     pub(super) fn virtual_child(&self, parent_kind: &NodeKind, name: &OsStr) -> Result<NodeKind> {
         let name = name.to_str().ok_or(DriveError::ENOENT)?;
         let io_err = |e: crate::drive::sink::SinkError| {
-            DriveError::new(posix::EIO, format!("cannot list stored versions: {e}"))
+            versions_error("cannot list stored versions".into(), e)
         };
         match parent_kind {
             NodeKind::VersionsDir(dir) => {

@@ -9,9 +9,9 @@
 
 #[cfg(unix)]
 pub use libc::{
-    EACCES, EBADF, EBUSY, EDQUOT, EEXIST, EINVAL, EIO, EISDIR, ENAMETOOLONG, ENODATA, ENOENT,
-    ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP, EPERM, EROFS, EXDEV, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL,
-    O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
+    EACCES, EBADF, EBUSY, EDQUOT, EEXIST, EINVAL, EIO, EISDIR, ENAMETOOLONG, ENETUNREACH, ENODATA,
+    ENOENT, ENOSPC, ENOTDIR, ENOTEMPTY, ENOTSUP, EPERM, EROFS, EXDEV, O_ACCMODE, O_APPEND, O_CREAT,
+    O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
 };
 
 /// `renameat2` flags, as the FUSE kernel module sends them.
@@ -42,6 +42,7 @@ mod linux_values {
     pub const ENOTEMPTY: i32 = 39;
     pub const ENODATA: i32 = 61;
     pub const ENOTSUP: i32 = 95;
+    pub const ENETUNREACH: i32 = 101;
     pub const EDQUOT: i32 = 122;
 
     pub const O_RDONLY: i32 = 0;
@@ -83,6 +84,7 @@ pub fn describe(errno: i32) -> &'static str {
         ENOTEMPTY => "Directory not empty",
         ENODATA => "No data available",
         ENOTSUP => "Operation not supported",
+        ENETUNREACH => "Network is unreachable",
         EDQUOT => "Disk quota exceeded",
         _ => "Unknown error",
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 
 mod model;
+mod offline;
 #[cfg(unix)]
 mod private;
 use crate::drive::sink::{SinkError, StoreSource, VersionSink};

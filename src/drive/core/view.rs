@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local, Utc};
 
 use super::super::sink::{SinkError, VersionSource};
-use super::backing;
+use super::{DriveError, backing, posix};
 use crate::names::RelPath;
 use crate::store::{Digest, Tree, VersionInfo};
 
@@ -39,11 +39,31 @@ pub fn format_version_name(stored_at: DateTime<Utc>, sha: &Digest, ext: &str) ->
 
 type Cached<T> = (Instant, Arc<T>);
 
+/// Since when the server has not answered `.versions`, and why.
+#[derive(Debug, Clone)]
+struct Unreachable {
+    since: DateTime<Local>,
+    reason: String,
+}
+
 pub struct VersionsView {
     source: Arc<dyn VersionSource>,
     trees: Mutex<HashMap<Option<RelPath>, Cached<Option<Tree>>>>,
     versions: Mutex<HashMap<RelPath, Cached<Vec<VersionInfo>>>>,
     cache: ContentCache,
+    /// Set while the server does not answer, for `.ects-status.txt` and the log.
+    unreachable: Mutex<Option<Unreachable>>,
+}
+
+/// The errno a failed `.versions` call answers with. A server out of reach says so
+/// (`ls: cannot open directory '.versions': Network is unreachable`) rather than a bare
+/// "Input/output error"; anything else is an I/O error.
+pub fn versions_error(what: String, e: SinkError) -> DriveError {
+    let errno = match &e {
+        SinkError::Unreachable(_) => posix::ENETUNREACH,
+        _ => posix::EIO,
+    };
+    DriveError::new(errno, format!("{what}: {e}"))
 }
 
 impl VersionsView {
@@ -53,7 +73,49 @@ impl VersionsView {
             trees: Mutex::default(),
             versions: Mutex::default(),
             cache: ContentCache::new(cache_dir, cache_bytes),
+            unreachable: Mutex::default(),
         }
+    }
+
+    /// Remembers whether the server answered; logs each change once, not every `ls`.
+    fn note<T>(&self, result: Result<T, SinkError>) -> Result<T, SinkError> {
+        let mut unreachable = lock(&self.unreachable);
+        match &result {
+            Err(SinkError::Unreachable(reason)) => {
+                if unreachable.is_none() {
+                    tracing::warn!(
+                        %reason,
+                        "the server is out of reach: .versions cannot be listed or opened until it answers (saving still works)"
+                    );
+                }
+                *unreachable = Some(Unreachable {
+                    since: unreachable.as_ref().map_or_else(Local::now, |u| u.since),
+                    reason: reason.clone(),
+                });
+            }
+            Ok(_) => {
+                if unreachable.take().is_some() {
+                    tracing::info!("the server answers again: .versions is back");
+                }
+            }
+            // The server answered, with an error: it is reachable.
+            Err(_) => {
+                unreachable.take();
+            }
+        }
+        result
+    }
+
+    /// A line for `.ects-status.txt` while `.versions` cannot reach the server.
+    pub fn status_note(&self) -> Option<String> {
+        lock(&self.unreachable).as_ref().map(|u| {
+            format!(
+                ".versions: the server is out of reach since {} ({}); stored versions \
+                 cannot be listed or opened until it answers. Saving works as usual.\n",
+                u.since.format("%H:%M:%S"),
+                u.reason
+            )
+        })
     }
 
     /// The children of a folder of the namespace, reused for [`LISTING_TTL`].
@@ -64,7 +126,7 @@ impl VersionsView {
         {
             return Ok(t.clone());
         }
-        let tree = Arc::new(self.source.tree(dir)?);
+        let tree = Arc::new(self.note(self.source.tree(dir))?);
         let mut trees = lock(&self.trees);
         if trees.len() > 4096 {
             trees.clear();
@@ -80,7 +142,7 @@ impl VersionsView {
         {
             return Ok(v.clone());
         }
-        let v = Arc::new(self.source.versions(path)?);
+        let v = Arc::new(self.note(self.source.versions(path))?);
         let mut all = lock(&self.versions);
         if all.len() > 4096 {
             all.clear();
@@ -91,7 +153,7 @@ impl VersionsView {
 
     /// Opens a version's content, fetching it into the local cache if needed.
     pub fn open(&self, path: &RelPath, info: &VersionInfo) -> Result<File, SinkError> {
-        self.cache.open(&*self.source, path, info)
+        self.note(self.cache.open(&*self.source, path, info))
     }
 }
 

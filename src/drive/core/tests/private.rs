@@ -81,3 +81,86 @@ fn a_tampered_cached_version_is_never_shown() {
     assert_eq!(read(), b"what I wrote");
     assert_eq!(std::fs::read(&cached).unwrap(), b"what I wrote");
 }
+
+/// Issue 15 item 8: the drive checks a file is a regular file, then the spool opens it
+/// to capture. A symlink renamed into place in between must not make the drive upload
+/// what it points to, a file from outside the drive.
+#[test]
+fn a_symlink_swapped_in_before_the_capture_is_not_uploaded() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::client::{Spool, SpoolOptions, StoreUploader};
+    use crate::drive::core::{Drive, DriveOptions};
+    use crate::drive::sink::{SinkError, StoreSource, VersionSink};
+    use crate::names::UserName;
+    use crate::store::{Digest, MemStore};
+
+    /// The real spool, with the attacker's rename run just before it opens the file.
+    struct SwapThenSpool {
+        spool: Spool,
+        outside: std::path::PathBuf,
+    }
+    impl VersionSink for SwapThenSpool {
+        fn capture(&self, path: &RelPath, source: &std::path::Path) -> Result<Digest, SinkError> {
+            let link = source.with_extension("link");
+            std::os::unix::fs::symlink(&self.outside, &link).unwrap();
+            std::fs::rename(&link, source).unwrap();
+            VersionSink::capture(&self.spool, path, source)
+        }
+        fn flush(&self) -> Result<(), SinkError> {
+            VersionSink::flush(&self.spool)
+        }
+        fn drain(&self, timeout: Duration) -> usize {
+            self.spool.drain(timeout)
+        }
+        fn pending(&self) -> usize {
+            VersionSink::pending(&self.spool)
+        }
+        fn status_text(&self) -> String {
+            VersionSink::status_text(&self.spool)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("teacher-secret.txt");
+    std::fs::write(&outside, b"answers").unwrap();
+    let store = Arc::new(MemStore::new());
+    let user = UserName::parse("kim").unwrap();
+    let spool = Spool::open(
+        &dir.path().join("spool"),
+        Arc::new(StoreUploader::new(store.clone(), user.clone())),
+        SpoolOptions::default(),
+    )
+    .unwrap();
+    let sink = Arc::new(SwapThenSpool { spool, outside });
+    let drive = Drive::new(
+        DriveOptions {
+            files: dir.path().join("files"),
+            index_file: dir.path().join("index.json"),
+            versions_cache: dir.path().join("vcache"),
+            versions_cache_bytes: 1 << 20,
+        },
+        sink.clone(),
+        Arc::new(StoreSource::new(store.clone(), user.clone())),
+    )
+    .unwrap();
+    let (_, o) = drive
+        .create(ROOT, OsStr::new("essay.txt"), 0o644, W, Some(1))
+        .unwrap();
+    drive.write(o.fh, 0, b"my essay", false).unwrap();
+    drive.flush(o.fh, Some(1)).unwrap();
+    drive.release(o.fh).unwrap();
+
+    assert_eq!(sink.drain(Duration::from_secs(60)), 0);
+    let path = RelPath::parse("essay.txt").unwrap();
+    assert!(
+        store.versions(&user, &path).unwrap().is_empty(),
+        "the file outside the drive was uploaded"
+    );
+    assert!(
+        drive.problems().iter().any(|p| p.path == "essay.txt"),
+        "the skipped capture is visible: {:?}",
+        drive.problems()
+    );
+}
