@@ -11,6 +11,7 @@ mod config;
 mod errors;
 mod http;
 pub mod ignore;
+pub(crate) mod private;
 mod remote;
 pub mod spool;
 mod upload;

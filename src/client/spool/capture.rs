@@ -3,7 +3,7 @@
 //! instant for any size, and the hash is computed from the clone, so it describes
 //! exactly the bytes that will be uploaded even if the source changes right after.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -34,7 +34,7 @@ pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> Result<(Digest, u64),
             "not a regular file",
         )));
     }
-    let mut dst = OpenOptions::new()
+    let mut dst = crate::client::private::file_options()
         .write(true)
         .create_new(true)
         .open(dest)
