@@ -253,7 +253,13 @@ impl HashCache {
     pub fn save(file: &Path, lines: &[(FileJob, Digest)]) -> io::Result<()> {
         let tmp = file.with_extension("tmp");
         {
-            let mut w = io::BufWriter::new(fs::File::create(&tmp)?);
+            // Owner-only, like the rest of the cache: it names the student's files.
+            let f = crate::client::private::file_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut w = io::BufWriter::new(f);
             for (job, d) in lines {
                 let line = CacheLine {
                     p: job.local.clone(),

@@ -10,6 +10,7 @@ pub mod collect;
 mod config;
 mod errors;
 mod http;
+pub(crate) mod private;
 mod remote;
 pub mod spool;
 mod upload;

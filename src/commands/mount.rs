@@ -10,7 +10,7 @@
     allow(dead_code, unused_imports)
 )]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -148,7 +148,8 @@ fn prepare(args: &MountArgs) -> anyhow::Result<Prepared> {
     } else {
         embedded(args)?
     };
-    fs::create_dir_all(&cache)
+    // Owner-only: it holds copies of the student's work (docs/SEMANTICS.md).
+    crate::client::private::create_dir(&cache)
         .with_context(|| format!("creating the cache folder {}", cache.display()))?;
     let _cache_lock = lock_cache(&cache)?;
     let spool = Spool::open(&spool_dir(&cache), uploader, SpoolOptions::default())
@@ -344,7 +345,7 @@ fn default_cache(data: &Path, user: &UserName) -> anyhow::Result<PathBuf> {
 
 /// One drive per cache folder: a second one would fight over the same files.
 fn lock_cache(cache: &Path) -> anyhow::Result<File> {
-    let file = OpenOptions::new()
+    let file = crate::client::private::file_options()
         .create(true)
         .truncate(false)
         .write(true)

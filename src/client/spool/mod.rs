@@ -5,7 +5,11 @@
 //! <spool>/spool.lock          held by the one process that uploads from this spool
 //! <spool>/journal.log         records: capture, done, failed, retry, error (journal.rs)
 //! <spool>/captures/<id>.data  the bytes of one captured version
+//! <spool>/journal.key         the key of the records' MACs (journal.rs)
+//! <spool>/refused/<id>.data   data named only by records the spool did not write
 //! ```
+//!
+//! Everything here is owner-only (folders 0700, files 0600, whatever the umask).
 //!
 //! - `capture` copies (reflink where possible) and hashes in one pass and returns at
 //!   once; it never waits for the network and never fsyncs.
@@ -35,7 +39,7 @@ mod worker;
 
 #[cfg(test)]
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -45,6 +49,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use self::capture::CaptureError;
+pub use self::journal::ForeignRecords;
 use self::journal::Record;
 use self::state::{Entry, Guard, Inner, State, data_file};
 pub use self::status::{
@@ -52,6 +57,7 @@ pub use self::status::{
 };
 #[cfg(test)]
 use self::worker::backoff;
+use super::private;
 #[cfg(test)]
 use super::upload::UploadError;
 use super::upload::Uploader;
@@ -61,6 +67,8 @@ use crate::sync::{lock, wait, wait_timeout};
 
 const CAPTURES: &str = "captures";
 const LOCK: &str = "spool.lock";
+/// Data files named only by journal records this spool did not write, kept aside.
+const REFUSED: &str = "refused";
 /// Rewrite the journal compactly once it grows past this.
 const COMPACT_AT: u64 = 4 << 20;
 
@@ -199,9 +207,10 @@ impl Spool {
         opts: SpoolOptions,
     ) -> Result<Spool, SpoolError> {
         let captures_dir = dir.join(CAPTURES);
-        fs::create_dir_all(&captures_dir)
+        private::create_dir(dir)
+            .and_then(|()| private::create_dir(&captures_dir))
             .map_err(|e| SpoolError::io(dir, "creating the folder", e))?;
-        let lock_file = OpenOptions::new()
+        let lock_file = private::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -454,6 +463,7 @@ impl Spool {
             lost: st.lost.values().cloned().collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
+            foreign: st.foreign.clone(),
             local_store: self.inner.uploader.local_store(),
             done: st.done,
             captures: st.captures,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Local, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::SpoolError;
-use super::journal;
+use super::journal::{self, ForeignRecords};
 use crate::store::Digest;
 
 /// A version the server refused for good. Its bytes stay in the spool.
@@ -57,6 +57,10 @@ pub struct SpoolStatus {
     pub last_error: Option<LastError>,
     /// `None` when nothing has been tried yet (or this is a read-only view).
     pub server_reachable: Option<bool>,
+    /// Journal records the spool refused because it did not write them (planted or
+    /// edited); nothing they name is uploaded.
+    #[serde(default)]
+    pub foreign: Option<ForeignRecords>,
     /// Set when versions go to a local (embedded) store instead of a server.
     pub local_store: Option<String>,
     /// Versions stored on the server since the spool was created.
@@ -73,8 +77,10 @@ impl SpoolStatus {
         if !dir.join(journal::JOURNAL).exists() {
             return Err(SpoolError::NotASpool(dir.to_owned()));
         }
-        let state =
-            journal::replay(dir).map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
+        let key = journal::Key::load(dir)
+            .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
+        let state = journal::replay(dir, key.as_ref())
+            .map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
         Ok(SpoolStatus {
             pending: state.pending.len(),
             pending_bytes: state.pending.values().map(|c| c.size).sum(),
@@ -84,6 +90,7 @@ impl SpoolStatus {
             lost: state.lost.values().cloned().collect(),
             last_error: state.last_error,
             server_reachable: None,
+            foreign: state.foreign,
             // A read-only view cannot tell; the drive's own status file can.
             local_store: None,
             done: state.done,
@@ -202,6 +209,14 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
         for l in &s.lost {
             let _ = writeln!(out, "  {}  {}: {}", local(l.time), l.path, l.message);
         }
+    }
+    if let Some(f) = &s.foreign {
+        let _ = writeln!(
+            out,
+            "\nRefused journal records: {} (this computer's upload spool holds records ects did not write, last seen {}; nothing they name was uploaded, their files are kept in the spool's \"refused\" folder; tell your teacher)",
+            f.lines,
+            local(f.time)
+        );
     }
     if s.failed.is_empty() {
         let _ = writeln!(out, "Failed uploads:    none");

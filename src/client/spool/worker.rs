@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::capture::hash_file;
 use super::journal::Record;
 use super::state::{Entry, Inner, State, data_file};
 use super::status::{FailedUpload, LastError};
@@ -70,6 +71,27 @@ impl Inner {
                 return Ok(OutcomeKind::Failed {
                     status: 0,
                     message: format!("the spool's copy is missing ({err}); save the file again"),
+                });
+            }
+        }
+        // The bytes must still be the ones the journal recorded: a copy changed on disk
+        // since (by another program, or someone with access to this folder) is never
+        // sent as if it were the student's version.
+        match fs::File::open(&file).and_then(|mut f| hash_file(&mut f)) {
+            Ok((sha, size)) if sha == e.sha256 && size == e.size => {}
+            Ok(_) => {
+                tracing::error!(path = %e.path, file = %file.display(), "spool copy changed since it was saved; not uploading it");
+                return Ok(OutcomeKind::Failed {
+                    status: 0,
+                    message: "the spool's copy was changed after it was saved (its bytes no longer match what was recorded); not uploaded, save the file again".into(),
+                });
+            }
+            Err(err) => {
+                return Ok(OutcomeKind::Failed {
+                    status: 0,
+                    message: format!(
+                        "the spool's copy cannot be read ({err}); save the file again"
+                    ),
                 });
             }
         }
