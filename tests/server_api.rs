@@ -72,6 +72,7 @@ impl Api {
                 quota,
             },
             allow_registration,
+            tls: false,
         };
         Self {
             router: router(state),

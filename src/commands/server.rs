@@ -39,6 +39,7 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             quota: args.quota,
         },
         allow_registration: args.allow_registration,
+        tls: args.tls_cert.is_some(),
     };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

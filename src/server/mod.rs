@@ -37,13 +37,22 @@ pub use serve::{SHUTDOWN_GRACE, serve, shutdown_signal};
 use crate::store::Store;
 use crate::users::UserDb;
 
-/// Size limits of one server.
+/// Size and resource limits of one server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest version accepted (`--max-file-size`).
     pub max_file_size: u64,
     /// Bytes each user may store in all (`--quota`).
     pub quota: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 4 << 30,
+            quota: None,
+        }
+    }
 }
 
 /// What every request handler shares.
@@ -54,6 +63,8 @@ pub struct AppState {
     pub limits: Limits,
     /// `--allow-registration`: an unknown name signs up as a student on first use.
     pub allow_registration: bool,
+    /// Served over TLS: the web session cookie is marked `Secure`.
+    pub tls: bool,
 }
 
 /// Methods allowed on files; everything else (DELETE, PATCH, POST…) is a 405.

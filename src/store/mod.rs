@@ -15,6 +15,7 @@ mod fs;
 mod fsck;
 mod journal;
 mod memory;
+pub mod private;
 
 use std::io::{self, Read, Seek};
 
