@@ -238,3 +238,68 @@ fn the_store_is_private_whatever_the_umask() {
     }
     assert!(seen >= 8, "the walk saw only {seen} entries");
 }
+
+/// Issue 16 item 4: over TLS with HTTP/2, a PUT refused before its body is read (401,
+/// 400, 413, 415) reaches the client as its status and JSON reason, not as "Stream
+/// error in the HTTP/2 framing layer".
+#[test]
+fn refusals_with_unread_bodies_reach_http2_clients_whole() {
+    let tls = temp_dir();
+    let mut args = tls_args(tls.path());
+    args.extend(["--max-file-size".into(), "100000".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = one_user(&args);
+    let body = tls.path().join("body.bin");
+    std::fs::write(&body, vec![b'x'; 200 * 1024]).unwrap();
+    let file_url = server.at(&format!("/api/v1/files/{USER}/big.bin"));
+    let login_url = server.at("/web/login");
+    let right = format!("{USER}:{PASSWORD}");
+    let sha = format!("x-content-sha256: {}", sha256_hex(&vec![b'x'; 200 * 1024]));
+    let wrong = format!("{USER}:not the password");
+    let cases: [(&str, &str, &str, &str, u16); 4] = [
+        (
+            "PUT",
+            file_url.as_str(),
+            wrong.as_str(),
+            "x-ects-none: 1",
+            401,
+        ),
+        (
+            "PUT",
+            file_url.as_str(),
+            right.as_str(),
+            "x-content-sha256: zz",
+            400,
+        ),
+        ("PUT", file_url.as_str(), right.as_str(), sha.as_str(), 413),
+        (
+            "POST",
+            login_url.as_str(),
+            right.as_str(),
+            "content-type: text/plain",
+            415,
+        ),
+    ];
+    for (method, url, user, header, want) in cases {
+        let out = Command::new("curl")
+            .args([
+                "-sS", "-k", "--http2", "-X", method, "-u", user, "-H", header,
+            ])
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .args(["-w", "\n%{http_code} %{http_version}", url])
+            .output()
+            .expect("running curl");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{want}: curl failed ({:?}): {}{stdout}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (json, status) = stdout.rsplit_once('\n').unwrap();
+        assert_eq!(status, format!("{want} 2"), "{stdout}");
+        let json: serde_json::Value = serde_json::from_str(json).expect(&stdout);
+        assert!(json["error"].is_string(), "{want}: {json}");
+    }
+}

@@ -11,6 +11,7 @@ mod download;
 mod error;
 mod files;
 pub mod glob;
+mod keep_body;
 mod legacy;
 mod log;
 mod serve;
@@ -116,5 +117,7 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(Arc::new(web::session::Sessions::new())))
         .layer(Extension(Arc::new(throttle::Throttle::new())))
         .layer(axum::middleware::from_fn(log::log_requests))
+        // Outermost: a refused request's body outlives the response (HTTP/2 resets).
+        .layer(axum::middleware::from_fn(keep_body::keep_request_body))
         .with_state(state)
 }
