@@ -70,6 +70,7 @@ impl Api {
             limits: Limits {
                 max_file_size,
                 quota,
+                ..Limits::default()
             },
             allow_registration,
             tls: false,

@@ -303,3 +303,102 @@ fn refusals_with_unread_bodies_reach_http2_clients_whole() {
         assert!(json["error"].is_string(), "{want}: {json}");
     }
 }
+
+/// The `host:port` of a server's URL.
+fn authority(server: &TestServer) -> String {
+    server.url.split_once("://").unwrap().1.to_owned()
+}
+
+/// Reads until the server closes the connection; `false` if it stays open for a minute.
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Sends one keep-alive GET of the health check and reads its whole answer.
+fn health_on(stream: &mut std::net::TcpStream, host: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    write!(
+        stream,
+        "GET /api/v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"status\"") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Issue 15 item 4: a connection that never sends its headers, and a keep-alive
+/// connection left idle, are closed after `--header-timeout`.
+#[test]
+fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
+    let server = one_user(&["--header-timeout", "1s"]);
+    let host = authority(&server);
+    let mut silent = std::net::TcpStream::connect(&host).unwrap();
+    let mut idle = std::net::TcpStream::connect(&host).unwrap();
+    assert!(health_on(&mut idle, &host).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_by_server(&mut silent),
+        "a silent connection stayed open"
+    );
+    assert!(
+        closed_by_server(&mut idle),
+        "an idle keep-alive connection stayed open"
+    );
+}
+
+/// Issue 15 item 4: one address cannot hold more than `--max-connections-per-address`
+/// connections; closing one frees its place.
+#[test]
+fn connections_per_address_are_capped() {
+    let server = one_user(&["--max-connections-per-address", "2"]);
+    let host = authority(&server);
+    let mut first = std::net::TcpStream::connect(&host).unwrap();
+    let mut second = std::net::TcpStream::connect(&host).unwrap();
+    // Answered: both are accepted and counted.
+    health_on(&mut first, &host);
+    health_on(&mut second, &host);
+    let mut third = std::net::TcpStream::connect(&host).unwrap();
+    assert!(closed_by_server(&mut third), "a third connection was kept");
+    drop(first);
+    // The server notices the close asynchronously: wait until a new one is served.
+    let served = (0..600).any(|_| {
+        let mut again = std::net::TcpStream::connect(&host).unwrap();
+        use std::io::Write as _;
+        let _ = write!(
+            again,
+            "GET /api/v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        let mut answer = String::new();
+        use std::io::Read as _;
+        let _ = again.read_to_string(&mut answer);
+        let ok = answer.starts_with("HTTP/1.1 200");
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(
+        served,
+        "the freed place was never given to a new connection"
+    );
+}

@@ -7,6 +7,7 @@
 
 mod auth;
 mod collect;
+mod conn_limit;
 mod download;
 mod error;
 mod files;
@@ -33,7 +34,7 @@ pub use crate::api::{
     UserEntry, csv_field, manifest_row,
 };
 pub use error::ApiError;
-pub use serve::{SHUTDOWN_GRACE, serve, shutdown_signal};
+pub use serve::{SHUTDOWN_GRACE, ServeOptions, serve, shutdown_signal};
 
 use crate::store::Store;
 use crate::users::UserDb;
@@ -45,6 +46,12 @@ pub struct Limits {
     pub max_file_size: u64,
     /// Bytes each user may store in all (`--quota`).
     pub quota: Option<u64>,
+    /// An upload body silent this long is dropped (`--body-timeout`).
+    pub body_timeout: std::time::Duration,
+    /// Uploads in progress per user (`--max-uploads-per-user`).
+    pub max_uploads_per_user: usize,
+    /// Uploads in progress in all (`--max-uploads`).
+    pub max_uploads: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +59,9 @@ impl Default for Limits {
         Self {
             max_file_size: 4 << 30,
             quota: None,
+            body_timeout: std::time::Duration::from_secs(30),
+            max_uploads_per_user: 8,
+            max_uploads: 128,
         }
     }
 }
