@@ -70,8 +70,10 @@ impl Api {
             limits: Limits {
                 max_file_size,
                 quota,
+                ..Limits::default()
             },
             allow_registration,
+            tls: false,
         };
         Self {
             router: router(state),

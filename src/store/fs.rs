@@ -17,7 +17,7 @@
 //! anything that would mix the two is refused as a collision (409).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 
 use super::clock::{self, Clock};
 use super::journal::{Journal, JournalEvent};
+use super::private;
 use super::{
     Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree, TreeFile,
     VersionInfo, VersionRead,
@@ -58,9 +59,9 @@ impl FsStore {
         let tmp = data.join("tmp");
         let journal_dir = data.join("journal");
         for dir in [data, &uploads, &tmp, &journal_dir] {
-            fs::create_dir_all(dir).map_err(StoreError::from_disk)?;
+            private::create_dir_all(dir).map_err(StoreError::from_disk)?;
         }
-        let lock = OpenOptions::new()
+        let lock = private::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -183,7 +184,7 @@ impl FsStore {
         let mut parent = dir.clone();
         for component in std::iter::once(user.as_str()).chain(path.components()) {
             dir.push(component);
-            match fs::create_dir(&dir) {
+            match private::create_dir(&dir) {
                 Ok(()) => dirty.push(parent.clone()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),

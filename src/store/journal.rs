@@ -2,7 +2,7 @@
 //! accepted upload (new version or repeat). It is never rewritten; it lets an admin
 //! (and the tests) see exactly what arrived and when, independent of any client's word.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
 
@@ -68,7 +68,7 @@ impl Journal {
         };
         let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut file = OpenOptions::new()
+        let mut file = super::private::open_options()
             .create(true)
             .append(true)
             .open(self.file(user))?;

@@ -16,6 +16,7 @@ mod fs;
 mod fsck;
 mod journal;
 mod memory;
+pub mod private;
 
 use std::io::{self, Read, Seek};
 
