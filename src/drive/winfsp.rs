@@ -14,7 +14,7 @@
 //!   matching that keeps the case a file was created with); its lookups are forgotten
 //!   when the walk is dropped, or at `close` for the one a handle keeps. Folder
 //!   listings come with attributes ([`Drive::list_dir`]), appends and paging writes
-//!   are [`Drive::write_at`], opens with more access than the file allows fall back to
+//!   are [`Drive::write_at`], allocation sizes [`Drive::set_allocation`], opens with more access than the file allows fall back to
 //!   read-only ([`Drive::open_for`]), and [`Drive::may_delete`] says what may go.
 //! - A version is taken at `cleanup` (the application's `CloseHandle`, which it waits
 //!   for: SPEC §4 rule a) through [`Drive::flush`]; `close` releases the handle.
@@ -46,7 +46,7 @@ use winfsp::{FspError, U16CStr};
 
 use super::core::windows_names;
 use super::core::{Attr, Drive, DriveError, FileKind, PathError, ROOT, SetAttr, SetTime};
-use super::core::{Fh, Ino, Walk, WriteAt, posix};
+use super::core::{Fh, Ino, Walk, WriteAt, attr, posix};
 
 // NTSTATUS values (ntstatus.h), so this file needs no `windows` crate types.
 const STATUS_BUFFER_OVERFLOW: i32 = 0x8000_0005_u32 as i32;
@@ -539,9 +539,7 @@ impl FileSystemContext for WinFspDrive {
         if file_attributes != INVALID_FILE_ATTRIBUTES && context.fh.is_some() {
             let attr = self.attr(context)?;
             let readonly = file_attributes & FILE_ATTRIBUTE_READONLY != 0;
-            if readonly != (attr.perm & 0o222 == 0) {
-                set.mode = Some(if readonly { 0o444 } else { 0o644 });
-            }
+            set.mode = attr::readonly_mode(attr.perm, readonly);
         }
         // 0 means "leave it" in FILE_BASIC_INFORMATION.
         if last_access_time != 0 {
@@ -579,20 +577,16 @@ impl FileSystemContext for WinFspDrive {
         set_allocation_size: bool,
         file_info: &mut FileInfo,
     ) -> winfsp::Result<()> {
-        let size = if set_allocation_size {
-            // Allocation below the end of file cuts the file; above it is a hint.
-            let current = self.attr(context)?.size;
-            (new_size < current).then_some(new_size)
+        let fh = context.fh.ok_or(nt(STATUS_FILE_IS_A_DIRECTORY))?;
+        if set_allocation_size {
+            self.drive.set_allocation(fh, new_size).map_err(status_of)?;
         } else {
-            Some(new_size)
-        };
-        if let Some(size) = size {
             let set = SetAttr {
-                size: Some(size),
+                size: Some(new_size),
                 ..SetAttr::default()
             };
             self.drive
-                .setattr(context.ino, context.fh, set)
+                .setattr(context.ino, Some(fh), set)
                 .map_err(status_of)?;
         }
         self.fill_from(context, file_info)

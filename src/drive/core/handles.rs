@@ -321,6 +321,24 @@ impl Drive {
         Self::write_handle(&h, offset, data, false)
     }
 
+    /// Windows' allocation size: below the end of the file it cuts the file there,
+    /// above it is only a hint and changes nothing. The size is read and cut in one
+    /// step, so an append at the same moment is not cut off.
+    pub fn set_allocation(&self, fh: Fh, size: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        let HandleKind::Backing(f) = &h.kind else {
+            return Err(DriveError::EROFS);
+        };
+        if !h.writable {
+            return Err(DriveError::EACCES);
+        }
+        let _sizes = self.sizes.write().unwrap_or_else(PoisonError::into_inner);
+        if size < f.metadata()?.len() {
+            f.set_len(size)?;
+        }
+        Ok(())
+    }
+
     fn write_handle(h: &Handle, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         match &h.kind {
             HandleKind::Backing(f) => {

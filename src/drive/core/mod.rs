@@ -15,7 +15,7 @@
 //! Names under [`ignore`](super::ignore) are kept but never versioned. `.versions` and
 //! `.ects-status.txt` at the root are virtual and read-only.
 
-mod attr;
+pub mod attr;
 mod backing;
 mod dirs;
 mod error;

@@ -274,3 +274,33 @@ fn listings_come_with_attributes_and_no_lookups() {
             .any(|(e, a)| e.name == "a.txt" && a.kind == FileKind::Dir)
     );
 }
+
+/// Windows' allocation size cuts a file only when below its end.
+#[test]
+fn an_allocation_size_cuts_only_below_the_end() {
+    let f = fixture();
+    let ino = f.save(ROOT, "a.bin", b"0123456789");
+    let fh = f.drive.open(ino, RW, Some(1)).unwrap().fh;
+    f.drive.set_allocation(fh, 4096).unwrap();
+    assert_eq!(f.drive.getattr(ino, Some(fh)).unwrap().attr.size, 10);
+    f.drive.set_allocation(fh, 4).unwrap();
+    assert_eq!(f.drive.getattr(ino, Some(fh)).unwrap().attr.size, 4);
+    f.close(fh);
+    let (o, _) = f.drive.open_for(ino, false, None).unwrap();
+    assert_eq!(f.drive.set_allocation(o.fh, 0), Err(DriveError::EACCES));
+    f.drive.release(o.fh).unwrap();
+    assert_eq!(std::fs::read(f.root.join("files/a.bin")).unwrap(), b"0123");
+}
+
+/// Windows' read-only attribute flips the write bits and keeps the rest (a script's
+/// execute bits survive a round trip through Explorer's "Read-only" box).
+#[test]
+fn the_read_only_attribute_keeps_the_other_mode_bits() {
+    use crate::drive::core::attr::readonly_mode;
+    assert_eq!(readonly_mode(0o755, true), Some(0o555));
+    assert_eq!(readonly_mode(0o555, false), Some(0o755));
+    assert_eq!(readonly_mode(0o644, true), Some(0o444));
+    assert_eq!(readonly_mode(0o444, false), Some(0o644));
+    assert_eq!(readonly_mode(0o444, true), None);
+    assert_eq!(readonly_mode(0o644, false), None);
+}
