@@ -95,3 +95,40 @@ fn a_drive_killed_with_a_full_spool_delivers_everything_at_the_next_mount() {
     });
     m.unmount();
 }
+
+/// Issue 16 item 9: `ls .versions` with the server down said "Input/output error" and
+/// nothing more. It must say the network is out of reach, and `.ects-status.txt` why.
+#[test]
+fn versions_with_the_server_down_says_it_is_out_of_reach() {
+    let mut server = Server::start(&[]);
+    let place = Place::new();
+    let m = place.mount_server(&server.url, USER, PASSWORD);
+    fs::write(m.path("a.txt"), b"stored").unwrap();
+    wait_for("the upload", || {
+        stored_versions_of(&server.data, USER, "a.txt").len() == 1
+    });
+
+    server.stop();
+    // Listings are reused for about a second; then the drive asks the server again.
+    wait_for(".versions to fail", || {
+        fs::read_dir(m.path(".versions")).is_err()
+    });
+    let e = fs::read_dir(m.path(".versions")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENETUNREACH), "{e}");
+    let status = fs::read_to_string(m.path(".ects-status.txt")).unwrap();
+    assert!(
+        status.contains(".versions: the server is out of reach since"),
+        "{status}"
+    );
+    // Saving goes on.
+    fs::write(m.path("b.txt"), b"offline").unwrap();
+
+    server.restart();
+    wait_for(".versions back", || {
+        fs::read_dir(m.path(".versions")).is_ok()
+    });
+    let status = fs::read_to_string(m.path(".ects-status.txt")).unwrap();
+    assert!(!status.contains("out of reach"), "{status}");
+    let out = m.unmount();
+    assert!(out.contains("every version is stored"), "{out}");
+}

@@ -2,24 +2,27 @@
 //! platform-neutral [`Drive`] core, the way [`fuse`](super) maps the Linux kernel's.
 //!
 //! Written against the `winfsp` crate 0.13 (its `FileSystemContext` trait and
-//! `FileSystemHost`) and WinFsp's documentation; it is compiled only by the GitHub
-//! Windows job, not on the Linux machines that run the core's tests. Everything
-//! Windows-specific that is not a WinFsp call (name rules, case-insensitive lookup,
-//! hidden entries) lives in [`windows_names`](super::core::windows_names) and is tested
-//! there.
+//! `FileSystemHost`) and WinFsp's documentation; on Linux it is type-checked with
+//! clippy for `x86_64-pc-windows-msvc`, and the GitHub Windows job builds and runs it.
+//! Everything Windows-specific that is not a WinFsp call (name rules,
+//! case-insensitive lookup, hidden entries) lives in
+//! [`windows_names`](super::core::windows_names) and is tested there.
 //!
-//! - Paths arrive whole (`\dir\file.txt`); each component is resolved through
-//!   [`Drive::windows_name`] (refuses names Windows forbids, matches case-insensitively,
-//!   keeps the case a file was created with) and then [`Drive::lookup`]. Every lookup
-//!   is balanced by a `forget`, at once or when the handle that needs it closes.
+//! - The adapter only translates: everything it decides with is in the core, tested
+//!   on Linux. Paths arrive whole (`\dir\file.txt`) and go to the core's walker
+//!   ([`Drive::walk`], [`Drive::walk_parent`]: Windows' name rules, case-insensitive
+//!   matching that keeps the case a file was created with); its lookups are forgotten
+//!   when the walk is dropped, or at `close` for the one a handle keeps. Folder
+//!   listings come with attributes ([`Drive::list_dir`]), appends and paging writes
+//!   are [`Drive::write_at`], allocation sizes [`Drive::set_allocation`], opens with more access than the file allows fall back to
+//!   read-only ([`Drive::open_for`]), and [`Drive::may_delete`] says what may go.
 //! - A version is taken at `cleanup` (the application's `CloseHandle`, which it waits
 //!   for: SPEC §4 rule a) through [`Drive::flush`]; `close` releases the handle.
 //!   `flush_and_purge_on_cleanup` makes WinFsp write cached data before `cleanup`.
 //! - Delete-on-close: WinFsp's driver tracks the delete disposition across handles and
 //!   sets `FspCleanupDelete` on the last cleanup; the name is removed then, before the
 //!   version decision, so a deleted temp file is never versioned. `set_delete` only
-//!   checks that the delete may happen (a folder must be empty, `.versions` is
-//!   read-only).
+//!   asks the core whether the delete may happen.
 //! - Renames map to [`Drive::rename`] with `RENAME_NOREPLACE` unless WinFsp says
 //!   `replace_if_exists` (Office's and `MoveFileEx`'s save-by-rename).
 //! - `.versions` and Office's `~$` owner files carry FILE_ATTRIBUTE_HIDDEN
@@ -41,10 +44,9 @@ use winfsp::filesystem::{
 use winfsp::host::{FileSystemHost, VolumeParams};
 use winfsp::{FspError, U16CStr};
 
-use super::core::posix;
-use super::core::windows_names::{self, check_name};
-use super::core::{Attr, Drive, DriveError, Entry, Fh, FileKind, Ino, ROOT, SetAttr, SetTime};
-use super::core::{STATUS_FILE, VERSIONS_DIR};
+use super::core::windows_names;
+use super::core::{Attr, Drive, DriveError, FileKind, PathError, ROOT, SetAttr, SetTime};
+use super::core::{Fh, Ino, Walk, WriteAt, attr, posix};
 
 // NTSTATUS values (ntstatus.h), so this file needs no `windows` crate types.
 const STATUS_BUFFER_OVERFLOW: i32 = 0x8000_0005_u32 as i32;
@@ -168,44 +170,26 @@ fn components(path: &U16CStr) -> Vec<OsString> {
         .collect()
 }
 
-/// Forgets the lookups it holds when dropped, so the core's node table does not grow
-/// with every path ever opened (FUSE's `forget`, which WinFsp does not have).
-struct Held<'a> {
-    drive: &'a Drive,
-    inos: Vec<Ino>,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        for &ino in &self.inos {
-            self.drive.forget(ino, 1);
-        }
+/// The NTSTATUS for a path the core could not resolve.
+fn path_status(e: PathError) -> FspError {
+    match e {
+        PathError::BadName(_) => nt(STATUS_OBJECT_NAME_INVALID),
+        PathError::NoFolder => nt(STATUS_OBJECT_PATH_NOT_FOUND),
+        PathError::Drive(e) => status_of(e),
     }
 }
 
-/// A resolved path: the entry, its folder and its name as stored (case kept).
-struct Resolved<'a> {
-    entry: Entry,
-    parent: Ino,
-    name: OsString,
-    /// The on-disk spelling of the whole path, `\A\b.txt`.
-    normalized: Vec<u16>,
-    held: Held<'a>,
-}
-
-impl Resolved<'_> {
-    fn hidden(&self) -> bool {
-        windows_names::is_hidden(self.parent, &self.name)
+/// `\A\b.txt` from the names as stored (`\` for the root).
+fn wide_path(stored: &[OsString]) -> Vec<u16> {
+    let mut wide = Vec::new();
+    for name in stored {
+        wide.push(u16::from(b'\\'));
+        wide.extend(name.encode_wide());
     }
-
-    /// Keeps the entry's own lookup for a handle; the folders' are forgotten now.
-    fn keep(mut self) -> Ino {
-        let ino = self.entry.attr.ino;
-        if ino != ROOT {
-            self.held.inos.pop();
-        }
-        ino
+    if wide.is_empty() {
+        wide.push(u16::from(b'\\'));
     }
+    wide
 }
 
 /// One open handle (WinFsp's per-open "file descriptor" context).
@@ -232,96 +216,17 @@ impl WinFspDrive {
         })
     }
 
-    /// Resolves `\a\b\c` component by component; every name is checked against
-    /// Windows' rules and matched case-insensitively.
-    fn resolve(&self, path: &U16CStr) -> winfsp::Result<Resolved<'_>> {
-        let parts = components(path);
-        let mut held = Held {
-            drive: &self.drive,
-            inos: Vec::with_capacity(parts.len()),
-        };
-        let mut entry = self.drive.getattr(ROOT, None).map_err(status_of)?;
-        let (mut parent, mut name) = (ROOT, OsString::new());
-        let mut normalized = Vec::new();
-        let last = parts.len().saturating_sub(1);
-        for (i, part) in parts.iter().enumerate() {
-            let dir = entry.attr.ino;
-            let stored = self.windows_name(dir, part)?;
-            entry = self.drive.lookup(dir, &stored).map_err(|e| {
-                if i < last && e == DriveError::ENOENT {
-                    nt(STATUS_OBJECT_PATH_NOT_FOUND)
-                } else {
-                    status_of(e)
-                }
-            })?;
-            held.inos.push(entry.attr.ino);
-            normalized.push(u16::from(b'\\'));
-            normalized.extend(stored.encode_wide());
-            (parent, name) = (dir, stored);
-        }
-        if normalized.is_empty() {
-            normalized.push(u16::from(b'\\'));
-        }
-        Ok(Resolved {
-            entry,
-            parent,
-            name,
-            normalized,
-            held,
-        })
+    /// Resolves a path to an existing entry (the core's walker: Windows' name rules,
+    /// case-insensitive matching).
+    fn walk(&self, path: &U16CStr) -> winfsp::Result<Walk<'_>> {
+        self.drive.walk(&components(path)).map_err(path_status)
     }
 
-    /// The folder a new name goes into, and the name as it will be stored.
-    fn resolve_parent(&self, path: &U16CStr) -> winfsp::Result<(Ino, OsString, Held<'_>)> {
-        self.resolve_parent_normalized(path)
-            .map(|(dir, name, held, _)| (dir, name, held))
-    }
-
-    /// [`Self::resolve_parent`], plus the on-disk spelling of the whole path.
-    fn resolve_parent_normalized(
-        &self,
-        path: &U16CStr,
-    ) -> winfsp::Result<(Ino, OsString, Held<'_>, Vec<u16>)> {
-        let mut parts = components(path);
-        let Some(last) = parts.pop() else {
-            return Err(nt(STATUS_OBJECT_NAME_INVALID));
-        };
-        let mut held = Held {
-            drive: &self.drive,
-            inos: Vec::with_capacity(parts.len()),
-        };
-        let mut dir = ROOT;
-        let mut normalized = Vec::new();
-        for part in &parts {
-            let stored = self.windows_name(dir, part)?;
-            normalized.push(u16::from(b'\\'));
-            normalized.extend(stored.encode_wide());
-            let entry = self.drive.lookup(dir, &stored).map_err(|e| {
-                if e == DriveError::ENOENT {
-                    nt(STATUS_OBJECT_PATH_NOT_FOUND)
-                } else {
-                    status_of(e)
-                }
-            })?;
-            held.inos.push(entry.attr.ino);
-            if entry.attr.kind != FileKind::Dir {
-                return Err(nt(STATUS_OBJECT_PATH_NOT_FOUND));
-            }
-            dir = entry.attr.ino;
-        }
-        let name = self.windows_name(dir, &last)?;
-        normalized.push(u16::from(b'\\'));
-        normalized.extend(name.encode_wide());
-        Ok((dir, name, held, normalized))
-    }
-
-    fn windows_name(&self, dir: Ino, name: &OsStr) -> winfsp::Result<OsString> {
-        if check_name(name).is_err() {
-            // The core logs why; Windows shows "The filename ... is incorrect".
-            let _ = self.drive.windows_name(dir, name);
-            return Err(nt(STATUS_OBJECT_NAME_INVALID));
-        }
-        self.drive.windows_name(dir, name).map_err(status_of)
+    /// Resolves the folder of a path's last name, and that name as it will be stored.
+    fn walk_parent(&self, path: &U16CStr) -> winfsp::Result<Walk<'_>> {
+        self.drive
+            .walk_parent(&components(path))
+            .map_err(path_status)
     }
 
     fn attr(&self, h: &Handle) -> winfsp::Result<Attr> {
@@ -355,38 +260,30 @@ impl WinFspDrive {
 
     /// A handle on a resolved entry: files are opened in the core, folders are listed
     /// when read.
-    fn open_resolved(
+    fn open_walked(
         &self,
-        resolved: Resolved<'_>,
+        walk: Walk<'_>,
         granted_access: u32,
         info: &mut OpenFileInfo,
     ) -> winfsp::Result<Handle> {
-        let attr = resolved.entry.attr;
-        let hidden = resolved.hidden();
-        info.set_normalized_name(&resolved.normalized, None);
+        let Some(entry) = &walk.entry else {
+            return Err(nt(STATUS_OBJECT_NAME_NOT_FOUND));
+        };
+        let attr = entry.attr;
+        let hidden = windows_names::is_hidden(walk.parent, &walk.name);
+        info.set_normalized_name(&wide_path(&walk.stored), None);
         fill(info.as_mut(), &attr, hidden);
         let writes = FILE_WRITE_DATA | FILE_APPEND_DATA | GENERIC_WRITE | GENERIC_ALL;
-        let mut writable = attr.kind != FileKind::Dir && granted_access & writes != 0;
-        let fh = if attr.kind == FileKind::Dir {
-            None
-        } else if writable {
-            match self.drive.open(attr.ino, posix::O_RDWR, None) {
-                Ok(o) => Some(o.fh),
-                // Granted more than it needs (MAXIMUM_ALLOWED, Everyone's full access)
-                // on something read-only: open it for reading; a write then fails
-                // as read-only and changes nothing.
-                Err(e) if e == DriveError::EROFS || e.errno() == posix::EACCES => {
-                    writable = false;
-                    let o = self.drive.open(attr.ino, posix::O_RDONLY, None);
-                    Some(o.map_err(status_of)?.fh)
-                }
-                Err(e) => return Err(status_of(e)),
-            }
+        let (fh, writable) = if attr.kind == FileKind::Dir {
+            (None, false)
         } else {
-            let o = self.drive.open(attr.ino, posix::O_RDONLY, None);
-            Some(o.map_err(status_of)?.fh)
+            let (opened, writable) = self
+                .drive
+                .open_for(attr.ino, granted_access & writes != 0, None)
+                .map_err(status_of)?;
+            (Some(opened.fh), writable)
         };
-        let ino = resolved.keep();
+        let ino = walk.keep().unwrap_or(attr.ino);
         Ok(Handle {
             ino,
             fh,
@@ -398,11 +295,11 @@ impl WinFspDrive {
 
     /// Removes a name whose last handle closed with the delete disposition set.
     fn delete(&self, h: &Handle, path: &U16CStr) {
-        let result = self.resolve_parent(path).and_then(|(dir, name, _held)| {
+        let result = self.walk_parent(path).and_then(|walk| {
             let removed = if h.fh.is_none() {
-                self.drive.rmdir(dir, &name)
+                self.drive.rmdir(walk.parent, &walk.name)
             } else {
-                self.drive.unlink(dir, &name)
+                self.drive.unlink(walk.parent, &walk.name)
             };
             removed.map_err(status_of)
         });
@@ -421,9 +318,13 @@ impl FileSystemContext for WinFspDrive {
         security_descriptor: Option<&mut [c_void]>,
         _reparse_point_resolver: impl FnOnce(&U16CStr) -> Option<FileSecurity>,
     ) -> winfsp::Result<FileSecurity> {
-        let resolved = self.resolve(file_name)?;
+        let walk = self.walk(file_name)?;
+        let Some(entry) = &walk.entry else {
+            return Err(nt(STATUS_OBJECT_NAME_NOT_FOUND));
+        };
         let mut info = FileInfo::default();
-        fill(&mut info, &resolved.entry.attr, resolved.hidden());
+        let hidden = windows_names::is_hidden(walk.parent, &walk.name);
+        fill(&mut info, &entry.attr, hidden);
         let len = self.copy_security(security_descriptor)?;
         Ok(FileSecurity {
             reparse: false,
@@ -439,8 +340,8 @@ impl FileSystemContext for WinFspDrive {
         granted_access: u32,
         file_info: &mut OpenFileInfo,
     ) -> winfsp::Result<Handle> {
-        let resolved = self.resolve(file_name)?;
-        self.open_resolved(resolved, granted_access, file_info)
+        let walk = self.walk(file_name)?;
+        self.open_walked(walk, granted_access, file_info)
     }
 
     fn close(&self, context: Handle) {
@@ -466,13 +367,11 @@ impl FileSystemContext for WinFspDrive {
         _extra_buffer_is_reparse_point: bool,
         file_info: &mut OpenFileInfo,
     ) -> winfsp::Result<Handle> {
-        let (dir, name, _held, normalized) = self.resolve_parent_normalized(file_name)?;
-        let hidden = windows_names::is_hidden(dir, &name);
+        let walk = self.walk_parent(file_name)?;
+        let (dir, name) = (walk.parent, &walk.name);
+        let hidden = windows_names::is_hidden(dir, name);
         let (entry, fh) = if create_options & FILE_DIRECTORY_FILE != 0 {
-            (
-                self.drive.mkdir(dir, &name, 0o755).map_err(status_of)?,
-                None,
-            )
+            (self.drive.mkdir(dir, name, 0o755).map_err(status_of)?, None)
         } else {
             let mode = if file_attributes & FILE_ATTRIBUTE_READONLY != 0 {
                 0o444
@@ -482,11 +381,11 @@ impl FileSystemContext for WinFspDrive {
             // WinFsp asks to create only names that do not exist: O_EXCL says so.
             let (entry, opened) = self
                 .drive
-                .create(dir, &name, mode, posix::O_RDWR | posix::O_EXCL, None)
+                .create(dir, name, mode, posix::O_RDWR | posix::O_EXCL, None)
                 .map_err(status_of)?;
             (entry, Some(opened.fh))
         };
-        file_info.set_normalized_name(&normalized, None);
+        file_info.set_normalized_name(&wide_path(&walk.stored), None);
         fill(file_info.as_mut(), &entry.attr, hidden);
         // The create counted one lookup: the handle holds it until `close`.
         Ok(Handle {
@@ -577,30 +476,13 @@ impl FileSystemContext for WinFspDrive {
         if marker.is_none()
             && let Ok(lock) = context.dir.acquire(true, None)
         {
-            let fh = self.drive.opendir(context.ino).map_err(status_of)?;
-            let entries = self.drive.readdir(fh);
-            self.drive.releasedir(fh);
-            for e in entries.map_err(status_of)?.iter() {
+            // One listing with attributes: no lookup per entry.
+            for (e, attr) in self.drive.list_dir(context.ino).map_err(status_of)? {
                 let dots = e.name == "." || e.name == "..";
                 // WinFsp's convention: the root lists no `.` and `..`.
                 if dots && context.ino == ROOT {
                     continue;
                 }
-                let attr = if dots {
-                    match self.drive.getattr(e.ino, None) {
-                        Ok(entry) => entry.attr,
-                        Err(_) => continue,
-                    }
-                } else {
-                    match self.drive.lookup(context.ino, &e.name) {
-                        Ok(entry) => {
-                            self.drive.forget(entry.attr.ino, 1);
-                            entry.attr
-                        }
-                        // Gone since the listing: leave it out.
-                        Err(_) => continue,
-                    }
-                };
                 let mut info: DirInfo<255> = DirInfo::new();
                 if info.set_name(&e.name).is_err() {
                     tracing::info!(name = ?e.name, "a name too long for Windows is not listed");
@@ -624,9 +506,11 @@ impl FileSystemContext for WinFspDrive {
         new_file_name: &U16CStr,
         replace_if_exists: bool,
     ) -> winfsp::Result<()> {
-        let (from_dir, from_name, _held_from) = self.resolve_parent(file_name)?;
-        let (to_dir, mut to_name, _held_to) = self.resolve_parent(new_file_name)?;
-        let case_only = from_dir == to_dir && windows_names::same_name(&from_name, &to_name);
+        let from = self.walk_parent(file_name)?;
+        let to = self.walk_parent(new_file_name)?;
+        let (from_dir, from_name) = (from.parent, &from.name);
+        let (to_dir, mut to_name) = (to.parent, to.name.clone());
+        let case_only = from_dir == to_dir && windows_names::same_name(from_name, &to_name);
         if case_only {
             // `essay.docx` → `Essay.docx`: the same file, a new spelling.
             to_name = components(new_file_name).pop().unwrap_or(to_name);
@@ -637,7 +521,7 @@ impl FileSystemContext for WinFspDrive {
             posix::RENAME_NOREPLACE
         };
         self.drive
-            .rename(from_dir, &from_name, to_dir, &to_name, flags)
+            .rename(from_dir, from_name, to_dir, &to_name, flags)
             .map_err(status_of)
     }
 
@@ -655,9 +539,7 @@ impl FileSystemContext for WinFspDrive {
         if file_attributes != INVALID_FILE_ATTRIBUTES && context.fh.is_some() {
             let attr = self.attr(context)?;
             let readonly = file_attributes & FILE_ATTRIBUTE_READONLY != 0;
-            if readonly != (attr.perm & 0o222 == 0) {
-                set.mode = Some(if readonly { 0o444 } else { 0o644 });
-            }
+            set.mode = attr::readonly_mode(attr.perm, readonly);
         }
         // 0 means "leave it" in FILE_BASIC_INFORMATION.
         if last_access_time != 0 {
@@ -677,32 +559,15 @@ impl FileSystemContext for WinFspDrive {
     fn set_delete(
         &self,
         context: &Handle,
-        file_name: &U16CStr,
+        _file_name: &U16CStr,
         delete_file: bool,
     ) -> winfsp::Result<()> {
         if !delete_file {
             return Ok(());
         }
-        if context.ino == ROOT {
-            return Err(nt(STATUS_ACCESS_DENIED));
-        }
-        let (dir, name, _held) = self.resolve_parent(file_name)?;
-        let virtual_root = dir == ROOT && (name == VERSIONS_DIR || name == STATUS_FILE);
-        let in_versions = components(file_name)
-            .first()
-            .is_some_and(|first| windows_names::same_name(first, OsStr::new(VERSIONS_DIR)));
-        if virtual_root || in_versions {
-            return Err(nt(STATUS_MEDIA_WRITE_PROTECTED));
-        }
-        if context.fh.is_none() {
-            let fh = self.drive.opendir(context.ino).map_err(status_of)?;
-            let entries = self.drive.readdir(fh);
-            self.drive.releasedir(fh);
-            if entries.map_err(status_of)?.len() > 2 {
-                return Err(nt(STATUS_DIRECTORY_NOT_EMPTY));
-            }
-        }
-        Ok(())
+        // The root, `.versions` and all in it, `.ects-status.txt`, a folder that is not
+        // empty: the core says which may go.
+        self.drive.may_delete(context.ino).map_err(status_of)
     }
 
     fn set_file_size(
@@ -712,20 +577,16 @@ impl FileSystemContext for WinFspDrive {
         set_allocation_size: bool,
         file_info: &mut FileInfo,
     ) -> winfsp::Result<()> {
-        let size = if set_allocation_size {
-            // Allocation below the end of file cuts the file; above it is a hint.
-            let current = self.attr(context)?.size;
-            (new_size < current).then_some(new_size)
+        let fh = context.fh.ok_or(nt(STATUS_FILE_IS_A_DIRECTORY))?;
+        if set_allocation_size {
+            self.drive.set_allocation(fh, new_size).map_err(status_of)?;
         } else {
-            Some(new_size)
-        };
-        if let Some(size) = size {
             let set = SetAttr {
-                size: Some(size),
+                size: Some(new_size),
                 ..SetAttr::default()
             };
             self.drive
-                .setattr(context.ino, context.fh, set)
+                .setattr(context.ino, Some(fh), set)
                 .map_err(status_of)?;
         }
         self.fill_from(context, file_info)
@@ -752,23 +613,15 @@ impl FileSystemContext for WinFspDrive {
         file_info: &mut FileInfo,
     ) -> winfsp::Result<u32> {
         let fh = context.fh.ok_or(nt(STATUS_FILE_IS_A_DIRECTORY))?;
-        let size = self.attr(context)?.size;
-        let (offset, data) = if constrained_io {
+        let at = if constrained_io {
             // Paging I/O never extends the file.
-            if offset >= size {
-                return self.fill_from(context, file_info).map(|()| 0);
-            }
-            let end = (size - offset).min(buffer.len() as u64) as usize;
-            (offset, &buffer[..end])
+            WriteAt::WithinSize(offset)
         } else if write_to_eof {
-            (size, buffer)
+            WriteAt::EndOfFile
         } else {
-            (offset, buffer)
+            WriteAt::Offset(offset)
         };
-        let written = self
-            .drive
-            .write(fh, offset, data, false)
-            .map_err(status_of)?;
+        let written = self.drive.write_at(fh, at, buffer).map_err(status_of)?;
         self.fill_from(context, file_info)?;
         Ok(written)
     }

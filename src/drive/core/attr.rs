@@ -55,6 +55,19 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
 }
 
+/// The mode for Windows' read-only attribute: read-only clears every write bit,
+/// writable gives the owner write again; the other bits stay. `None` when the mode
+/// already says so.
+pub fn readonly_mode(perm: u16, readonly: bool) -> Option<u32> {
+    let perm = u32::from(perm);
+    let want = if readonly {
+        perm & !0o222
+    } else {
+        perm | 0o200
+    };
+    (want != perm).then_some(want)
+}
+
 impl Drive {
     pub(super) fn attr_of(&self, ino: Ino, meta: &fs::Metadata) -> Attr {
         backing::attr(ino, meta, (self.uid, self.gid))

@@ -49,6 +49,8 @@ impl DriveError {
     pub const ENODATA: Self = Self::from_errno(posix::ENODATA);
     pub const ENOTDIR: Self = Self::from_errno(posix::ENOTDIR);
     pub const EISDIR: Self = Self::from_errno(posix::EISDIR);
+    pub const EACCES: Self = Self::from_errno(posix::EACCES);
+    pub const ENOTEMPTY: Self = Self::from_errno(posix::ENOTEMPTY);
 
     /// A plain errno: the answer says it all.
     pub const fn from_errno(errno: i32) -> Self {

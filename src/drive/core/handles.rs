@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::nodes::{Ino, NodeKind};
@@ -10,6 +11,16 @@ use super::{Drive, DriveError, Entry, Fh, Result, backing, is_reserved, posix, v
 use crate::sync::{lock, wait};
 use std::ffi::OsStr;
 use std::path::Path;
+
+/// Where [`Drive::write_at`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAt {
+    Offset(u64),
+    /// At the end of the file, whatever its size when the write happens.
+    EndOfFile,
+    /// At this offset, cut to the file's current size (never extends the file).
+    WithinSize(u64),
+}
 
 /// A successful open.
 #[derive(Debug, Clone)]
@@ -184,6 +195,24 @@ impl Drive {
         }
     }
 
+    /// Opens a file for reading and, with `write`, for writing too when the file
+    /// allows it. Windows grants programs more than they need (MAXIMUM_ALLOWED,
+    /// Everyone's full access): on a read-only file such an open gets a read-only
+    /// handle, and a write through it then fails as read-only. Returns whether the
+    /// handle may write.
+    pub fn open_for(&self, ino: Ino, write: bool, owner: Option<u32>) -> Result<(Opened, bool)> {
+        if !write {
+            return Ok((self.open(ino, posix::O_RDONLY, owner)?, false));
+        }
+        match self.open(ino, posix::O_RDWR, owner) {
+            Ok(o) => Ok((o, true)),
+            Err(e) if e == DriveError::EROFS || e == DriveError::EACCES => {
+                Ok((self.open(ino, posix::O_RDONLY, owner)?, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn create(
         &self,
         parent: Ino,
@@ -259,6 +288,58 @@ impl Drive {
     /// set-group-id bits, as a write by an unprivileged user does.
     pub fn write(&self, fh: Fh, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         let h = self.handle(fh)?;
+        let _sizes = self.sizes.read().unwrap_or_else(PoisonError::into_inner);
+        Self::write_handle(&h, offset, data, kill_suidgid)
+    }
+
+    /// Writes where Windows asks: at an offset, at the end of the file (an append: no
+    /// other write or size change can come between reading the size and writing
+    /// there), or within the current size (paging I/O, which never extends a file).
+    /// A handle [`Drive::open_for`] opened read-only refuses writes (EACCES).
+    pub fn write_at(&self, fh: Fh, at: WriteAt, data: &[u8]) -> Result<u32> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return Err(DriveError::EACCES);
+        }
+        if let WriteAt::Offset(offset) = at {
+            let _sizes = self.sizes.read().unwrap_or_else(PoisonError::into_inner);
+            return Self::write_handle(&h, offset, data, false);
+        }
+        let _sizes = self.sizes.write().unwrap_or_else(PoisonError::into_inner);
+        let size = match &h.kind {
+            HandleKind::Backing(f) => f.metadata()?.len(),
+            _ => return Err(DriveError::EROFS),
+        };
+        let (offset, data) = match at {
+            WriteAt::WithinSize(offset) if offset >= size => return Ok(0),
+            WriteAt::WithinSize(offset) => {
+                let room = usize::try_from(size - offset).unwrap_or(usize::MAX);
+                (offset, &data[..data.len().min(room)])
+            }
+            _ => (size, data),
+        };
+        Self::write_handle(&h, offset, data, false)
+    }
+
+    /// Windows' allocation size: below the end of the file it cuts the file there,
+    /// above it is only a hint and changes nothing. The size is read and cut in one
+    /// step, so an append at the same moment is not cut off.
+    pub fn set_allocation(&self, fh: Fh, size: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        let HandleKind::Backing(f) = &h.kind else {
+            return Err(DriveError::EROFS);
+        };
+        if !h.writable {
+            return Err(DriveError::EACCES);
+        }
+        let _sizes = self.sizes.write().unwrap_or_else(PoisonError::into_inner);
+        if size < f.metadata()?.len() {
+            f.set_len(size)?;
+        }
+        Ok(())
+    }
+
+    fn write_handle(h: &Handle, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         match &h.kind {
             HandleKind::Backing(f) => {
                 if kill_suidgid {

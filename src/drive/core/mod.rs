@@ -15,7 +15,7 @@
 //! Names under [`ignore`](super::ignore) are kept but never versioned. `.versions` and
 //! `.ects-status.txt` at the root are virtual and read-only.
 
-mod attr;
+pub mod attr;
 mod backing;
 mod dirs;
 mod error;
@@ -25,6 +25,7 @@ mod nodes;
 pub mod posix;
 mod versioning;
 mod view;
+mod walk;
 pub mod windows_names;
 mod xattr;
 
@@ -33,17 +34,18 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 pub use attr::{Attr, Entry, FileKind, SetAttr};
 pub use backing::{FsStats, SetTime};
 pub use dirs::DirEntry;
 pub use error::{DriveError, Fh, Result};
-pub use handles::Opened;
+pub use handles::{Opened, WriteAt};
 pub use nodes::{Ino, ROOT};
 pub use versioning::{Fingerprint, Outcome, Problem};
 pub use view::{format_version_name, version_name};
+pub use walk::{Held, PathError, Walk};
 
 use super::sink::{VersionSink, VersionSource};
 use crate::sync::lock;
@@ -88,6 +90,9 @@ pub struct Drive {
     handles: Mutex<HashMap<Fh, Arc<Handle>>>,
     dirs: Mutex<HashMap<Fh, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
+    /// Writes share it; a write at the end of file or within the size, and a size
+    /// change, take it alone, so the size they read is still the size they write at.
+    sizes: RwLock<()>,
     versioning: Versioning,
     view: VersionsView,
     uid: u32,
@@ -117,6 +122,7 @@ impl Drive {
             handles: Mutex::default(),
             dirs: Mutex::default(),
             next_fh: AtomicU64::new(1),
+            sizes: RwLock::default(),
             uid,
             gid,
             started: SystemTime::now(),

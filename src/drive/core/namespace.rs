@@ -188,6 +188,11 @@ impl Drive {
             backing::lchown(path_or_enoent()?, set.uid, set.gid)?;
         }
         if let Some(size) = set.size {
+            // Not while an append reads the size and writes at it.
+            let _sizes = self
+                .sizes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match &file {
                 Some(f) => f.set_len(size)?,
                 None => OpenOptions::new()
@@ -250,6 +255,21 @@ impl Drive {
         drop(t);
         if let Ok(rel) = path.strip_prefix(&self.files) {
             self.versioning.forget(rel);
+        }
+        Ok(())
+    }
+
+    /// Whether the entry may be deleted, asked before the delete itself (Windows marks
+    /// a file for delete-on-close first and removes it at the last close): never the
+    /// root (EACCES) or anything virtual (`.versions` and all in it,
+    /// `.ects-status.txt`: EROFS), and a folder only when empty (ENOTEMPTY).
+    pub fn may_delete(&self, ino: Ino) -> Result<()> {
+        if ino == ROOT {
+            return Err(DriveError::EACCES);
+        }
+        let path = self.backing_path(&lock(&self.nodes), ino)?;
+        if fs::symlink_metadata(&path)?.is_dir() && fs::read_dir(&path)?.next().is_some() {
+            return Err(DriveError::ENOTEMPTY);
         }
         Ok(())
     }

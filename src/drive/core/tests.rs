@@ -12,6 +12,7 @@ mod model;
 mod offline;
 #[cfg(unix)]
 mod private;
+mod windows_ops;
 use crate::drive::sink::{SinkError, StoreSource, VersionSink};
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, MemStore, Store};

@@ -9,11 +9,10 @@
 //!   existing `essay.docx`; a new file keeps the case it was created with.
 //! - Office's `~$` owner files are ordinary (ignored, never versioned: see
 //!   `crate::ignore`) but shown hidden, like on a Windows share ([`is_hidden`]).
-//! - Delete-on-close ([`PendingDeletes`]): Windows deletes a file by marking an open
-//!   handle and removing the name when the last handle closes; until then the file
-//!   stays visible and openable by the handles that have it.
+//! - Delete-on-close is WinFsp's driver's bookkeeping: the adapter asks
+//!   [`Drive::may_delete`] when a handle is marked and removes the name at the last
+//!   cleanup.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::Path;
@@ -212,54 +211,6 @@ impl Drive {
     }
 }
 
-/// Delete-on-close bookkeeping for the Windows adapter, per node: how many handles
-/// are open and whether one of them asked for the file to go. The name is removed
-/// when the last handle closes with the mark still set; clearing the mark (Windows
-/// allows it) keeps the file.
-#[derive(Debug, Default)]
-pub struct PendingDeletes {
-    nodes: HashMap<Ino, (u32, bool)>,
-}
-
-impl PendingDeletes {
-    /// A handle to `ino` was opened.
-    pub fn opened(&mut self, ino: Ino) {
-        self.nodes.entry(ino).or_default().0 += 1;
-    }
-
-    /// Sets or clears the delete mark (FILE_DISPOSITION_INFORMATION). Fails when no
-    /// handle has the node open: the mark lives on a handle.
-    pub fn mark(&mut self, ino: Ino, delete: bool) -> Result<()> {
-        match self.nodes.get_mut(&ino) {
-            Some((opens, mark)) if *opens > 0 => {
-                *mark = delete;
-                Ok(())
-            }
-            _ => Err(DriveError::EBADF),
-        }
-    }
-
-    /// Whether a delete is pending (Windows refuses new opens of such a file).
-    pub fn is_pending(&self, ino: Ino) -> bool {
-        self.nodes.get(&ino).is_some_and(|(_, mark)| *mark)
-    }
-
-    /// A handle closed. True when this was the last one and the file must now be
-    /// deleted.
-    pub fn closed(&mut self, ino: Ino) -> bool {
-        let Some((opens, mark)) = self.nodes.get_mut(&ino) else {
-            return false;
-        };
-        *opens = opens.saturating_sub(1);
-        if *opens > 0 {
-            return false;
-        }
-        let delete = *mark;
-        self.nodes.remove(&ino);
-        delete
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,27 +337,6 @@ mod tests {
         assert!(!is_hidden(ROOT + 5, OsStr::new(".versions")));
         assert!(!is_hidden(ROOT, OsStr::new("essay.docx")));
         assert!(!is_hidden(ROOT, OsStr::new(".ects-status.txt")));
-    }
-
-    #[test]
-    fn delete_happens_when_the_last_handle_closes_with_the_mark() {
-        let mut p = PendingDeletes::default();
-        let ino = 42;
-        assert_eq!(p.mark(ino, true), Err(DriveError::EBADF), "no handle open");
-        p.opened(ino);
-        p.opened(ino);
-        p.mark(ino, true).unwrap();
-        assert!(p.is_pending(ino));
-        assert!(!p.closed(ino), "another handle still has it");
-        assert!(p.closed(ino), "the last close deletes");
-        assert!(!p.is_pending(ino));
-
-        // A cleared mark keeps the file (Windows lets a handle undo the delete).
-        p.opened(ino);
-        p.mark(ino, true).unwrap();
-        p.mark(ino, false).unwrap();
-        assert!(!p.closed(ino));
-        assert!(!p.closed(ino), "closing an unknown node is harmless");
     }
 
     /// A Drive over a temp folder that records which paths it versioned.
