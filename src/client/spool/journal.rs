@@ -125,6 +125,9 @@ pub(super) enum Record {
     Error {
         time: DateTime<Utc>,
         message: String,
+        /// The server refused the password (401): uploads wait for a new start.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        credentials: bool,
     },
     /// Journal records refused so far because their MAC did not verify (kept across
     /// compactions so the status keeps saying so).
@@ -149,6 +152,8 @@ pub(super) struct Replayed {
     pub done: u64,
     pub next_id: u64,
     pub last_error: Option<LastError>,
+    /// The newest error was a refused password, and nothing was stored since.
+    pub credentials_refused: bool,
     /// Versions lost at capture, by path (the newest per path).
     pub lost: BTreeMap<String, LostCapture>,
     /// Lines that did not parse (a torn last line after a crash).
@@ -194,6 +199,7 @@ impl Replayed {
                 );
             }
             Record::Done { id } => {
+                self.credentials_refused = false;
                 if self.pending.remove(&id).is_some() || self.failed.remove(&id).is_some() {
                     self.done += 1;
                 }
@@ -236,7 +242,12 @@ impl Replayed {
                     },
                 );
             }
-            Record::Error { time, message } => {
+            Record::Error {
+                time,
+                message,
+                credentials,
+            } => {
+                self.credentials_refused = credentials;
                 self.last_error = Some(LastError { time, message });
             }
             Record::Foreign { lines, time } => {
@@ -296,6 +307,7 @@ impl Replayed {
             out.push(Record::Error {
                 time: e.time,
                 message: e.message.clone(),
+                credentials: self.credentials_refused,
             });
         }
         if let Some(f) = &self.foreign {
@@ -494,6 +506,7 @@ mod tests {
             Record::Error {
                 time: Utc::now(),
                 message: "down".into(),
+                credentials: false,
             },
         ])
         .unwrap();

@@ -21,8 +21,8 @@
 //!   The answer's [`ErrorClass`](super::ErrorClass) decides: transient (network, 5xx,
 //!   429) → retry after the server's `Retry-After` or with exponential backoff capped at
 //!   `max_backoff`; permanent (400/403/409/413/422…) → the failed list, data kept;
-//!   needs-credentials (401) → everything stays queued, re-checked every
-//!   `credentials_recheck` (the password may be fixed on the server).
+//!   needs-credentials (401) → everything stays queued and uploads pause until the
+//!   spool is opened again (a new mount or backup), shown as such in the status.
 //! - An entry's data is removed only after the server said it has the version, and only
 //!   after that fact is durable in the journal.
 //! - On open, the journal is replayed: data files without a record are captures cut off
@@ -161,9 +161,11 @@ pub struct SpoolOptions {
     pub max_batch: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// How long to wait before trying again after the server refused the credentials
-    /// (401): long, so a wrong password cannot trip the server's sign-in throttle.
-    pub credentials_recheck: Duration,
+    /// After the server refused the credentials (401): `None` pauses the uploads until
+    /// the spool is opened again (a new mount or backup, presumably with the right
+    /// password), so a wrong password never trips the server's sign-in throttle;
+    /// `Some(d)` tries again after `d`.
+    pub credentials_recheck: Option<Duration>,
     /// Receives an event per finished entry and per retry.
     pub events: Option<Sender<SpoolEvent>>,
 }
@@ -176,7 +178,7 @@ impl Default for SpoolOptions {
             max_batch: 512,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
-            credentials_recheck: Duration::from_secs(600),
+            credentials_recheck: None,
             events: None,
         }
     }
@@ -463,6 +465,7 @@ impl Spool {
             lost: st.lost.values().cloned().collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
+            credentials_refused: st.credentials_refused,
             foreign: st.foreign.clone(),
             local_store: self.inner.uploader.local_store(),
             done: st.done,

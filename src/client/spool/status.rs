@@ -57,6 +57,9 @@ pub struct SpoolStatus {
     pub last_error: Option<LastError>,
     /// `None` when nothing has been tried yet (or this is a read-only view).
     pub server_reachable: Option<bool>,
+    /// The server refused the password: uploads are paused until the next start.
+    #[serde(default)]
+    pub credentials_refused: bool,
     /// Journal records the spool refused because it did not write them (planted or
     /// edited); nothing they name is uploaded.
     #[serde(default)]
@@ -91,6 +94,7 @@ impl SpoolStatus {
             last_error: state.last_error,
             server_reachable: None,
             foreign: state.foreign,
+            credentials_refused: state.credentials_refused,
             // A read-only view cannot tell; the drive's own status file can.
             local_store: None,
             done: state.done,
@@ -148,6 +152,10 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
         let _ = writeln!(out, "Versions go to:    {store}");
     } else {
         let server = match s.server_reachable {
+            _ if s.credentials_refused => {
+                "REFUSED YOUR PASSWORD: uploads are paused; saved versions wait on this computer. \
+                 Mount the drive again with the right password (or ask your teacher to check your account)"
+            }
             Some(true) => "reachable",
             Some(false) => "NOT reachable: saved versions wait on this computer and are sent later",
             None => "not checked",
