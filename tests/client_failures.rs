@@ -1,7 +1,8 @@
-//! A refused password (issue 16 item 1): `ects mount` and `ects backup` check it at
-//! start and stop with one clear line and exit code 77, nothing mounted; a refusal
-//! later pauses the spool, shows in `ects status`, and the next start with the right
-//! password sends everything.
+//! Failures a student must understand. A refused password (issue 16 item 1): `ects
+//! mount` and `ects backup` check it at start and stop with one clear line and exit
+//! code 77, nothing mounted; a refusal later pauses the spool, shows in `ects status`,
+//! and the next start with the right password sends everything. Own words per failure
+//! (issue 16 item 3; the full table is in src/client/words.rs): over quota.
 
 mod client_support;
 
@@ -128,4 +129,36 @@ fn a_refusal_later_pauses_the_spool_and_shows_until_the_next_start() {
         .map(|e| (e.path, e.sha256))
         .collect();
     assert_eq!(stored, [("essay.txt".to_string(), Digest::of(b"my essay"))]);
+}
+
+/// Issue 16 item 3, end to end: a student over quota reads it in their own words in
+/// the status (the version waits on this computer, it is not failed).
+#[test]
+fn an_over_quota_student_reads_it_in_the_status() {
+    let server = Server::start(&["--quota", "10"]);
+    let client = Client::new();
+    let cfg = ConnectConfig::new(&server.url, UserName::parse(USER).unwrap(), PASSWORD.into());
+    let spool = Spool::open(
+        &client.spool(),
+        Arc::new(HttpUploader::new(&Remote::connect(&cfg).unwrap())),
+        SpoolOptions::default(),
+    )
+    .unwrap();
+    let src = client.dir.path().join("big.txt");
+    fs::write(&src, vec![b'x'; 100]).unwrap();
+    spool
+        .capture_durable(&RelPath::parse("big.txt").unwrap(), &src)
+        .unwrap();
+    wait_until("the refusal", || spool.status().last_error.is_some());
+    drop(spool);
+    let out = client.run(
+        &server.url,
+        &["status", "--cache", client.cache.to_str().unwrap()],
+    );
+    let shown = text(&out);
+    assert!(
+        shown.contains("your space on the server is full — tell your teacher"),
+        "{shown}"
+    );
+    assert!(shown.contains("Waiting to upload: 1 version"), "{shown}");
 }
