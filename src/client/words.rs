@@ -23,6 +23,10 @@ pub fn http_failure(
 /// The same for a command's error line: statuses without words of their own name the
 /// server and the status.
 pub fn http_error(server: &str, status: u16, message: &str) -> String {
+    if status == 429 {
+        // A command does not retry: the server's own words say when to.
+        return format!("the ects server at {server} is busy (too many requests): {message}");
+    }
     own_words(server, status, message, None).unwrap_or_else(|| match status {
         s if s >= 500 => format!(
             "the ects server at {server} failed (HTTP {s}): {message}. Try again later or ask the admin to check the server's log"
@@ -269,6 +273,13 @@ mod tests {
         assert!(http_error(S, 409, "a is a folder").contains("(HTTP 409): a is a folder"));
         assert!(http_error(S, 500, "boom").contains("failed (HTTP 500)"));
         assert!(http_error(S, 507, "quota").starts_with("your space on the server is full"));
+        let busy = http_error(S, 429, "too many failed sign-ins; try again in 5 minutes");
+        assert!(
+            busy.ends_with(
+                "busy (too many requests): too many failed sign-ins; try again in 5 minutes"
+            ),
+            "{busy}"
+        );
     }
 
     #[test]

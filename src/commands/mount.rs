@@ -273,13 +273,15 @@ fn mount_fuse(args: MountArgs) -> anyhow::Result<ExitCode> {
         passthrough,
         Duration::from_secs(args.drain_timeout),
         |mode| {
+            // The I/O mode is for the admin's log, not for the student's banner.
+            let io = match mode {
+                IoMode::Passthrough => "kernel passthrough",
+                IoMode::Writeback => "kernel writeback cache",
+                IoMode::Plain => "no kernel cache",
+            };
+            tracing::info!(io, "drive mounted");
             println!(
-                "ects: drive mounted at {at} (user {user}, {describe}, {}); Ctrl-C to unmount",
-                match mode {
-                    IoMode::Passthrough => "kernel passthrough",
-                    IoMode::Writeback => "writeback cache",
-                    IoMode::Plain => "no kernel cache",
-                }
+                "ects: drive mounted at {at} for {user}, versions go to the {describe}; Ctrl-C to unmount"
             );
         },
     )?;

@@ -158,7 +158,7 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
             }
             Some(true) => "reachable",
             Some(false) => "NOT reachable: saved versions wait on this computer and are sent later",
-            None => "not checked",
+            None => "not contacted yet",
         };
         let _ = writeln!(out, "Server:            {server}");
     }
