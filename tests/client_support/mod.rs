@@ -76,7 +76,7 @@ pub struct Server {
     pub port: u16,
     pub url: String,
     process: Guard,
-    args: Vec<String>,
+    pub args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 

@@ -114,6 +114,8 @@ pub(super) enum Record {
     },
     /// A failed entry queued again by hand.
     Retry { id: u64 },
+    /// A failed entry taken off the list by hand (its bytes moved out of the spool).
+    Dismissed { id: u64 },
     /// A version that could not be copied into the spool: never queued, shown until a
     /// later capture of the same path.
     Lost {
@@ -222,6 +224,9 @@ impl Replayed {
                     };
                     self.failed.insert(id, (c, f));
                 }
+            }
+            Record::Dismissed { id } => {
+                self.failed.remove(&id);
             }
             Record::Retry { id } => {
                 if let Some((c, _)) = self.failed.remove(&id) {
