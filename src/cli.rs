@@ -234,8 +234,18 @@ pub struct StatusArgs {
     #[arg(long, env = "ECTS_WAIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub wait: bool,
     /// With --wait: give up after this many seconds (default: wait as long as it takes).
-    #[arg(long, env = "ECTS_TIMEOUT", requires = "wait")]
+    /// With --retry-failed: how long to keep sending (default 60).
+    #[arg(long, env = "ECTS_TIMEOUT")]
     pub timeout: Option<u64>,
+    /// Queue the failed uploads again (after the cause is fixed, e.g. a bigger size
+    /// limit). With --server/--user they are sent now; else at the next mount or backup.
+    /// The drive must not be running on this spool.
+    #[arg(long, conflicts_with_all = ["wait", "dismiss"])]
+    pub retry_failed: bool,
+    /// Take the failed uploads off the list: their bytes move to the cache's
+    /// `not-uploaded/` folder (each path printed), never deleted.
+    #[arg(long, conflicts_with = "wait")]
+    pub dismiss: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,15 +2,15 @@
 //! reproduces one attack or mistake and checks the server's answer and what it left on
 //! disk or in its log.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Role, TestServer, add_user, encode_path, sha256_hex, temp_dir};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
+use support::{Role, TestServer, add_user, encode_path, sha256_hex, temp_dir};
 
 const USER: &str = "asdf";
 const PASSWORD: &str = "correct horse battery staple";
@@ -93,7 +93,7 @@ fn a_valid_path_too_long_for_the_disk_is_a_400_with_a_reason() {
         body["error"].as_str().unwrap().contains("name too long"),
         "{body}"
     );
-    assert!(common::stored_versions(&server.data).is_empty());
+    assert!(support::stored_versions(&server.data).is_empty());
 }
 
 /// Issue 15 item 10: a name with a newline must not forge a line in the server's log.

@@ -461,7 +461,10 @@ pub fn run(
                     }
                     break;
                 }
-                if last_progress.elapsed() > opts.stall_timeout {
+                // A refused password pauses the spool: waiting longer changes nothing.
+                if last_progress.elapsed() > opts.stall_timeout
+                    || spool.status().credentials_refused
+                {
                     break;
                 }
             }

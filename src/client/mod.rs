@@ -14,6 +14,7 @@ pub(crate) mod private;
 mod remote;
 pub mod spool;
 mod upload;
+pub mod words;
 
 #[cfg(test)]
 mod mock_tests;

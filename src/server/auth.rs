@@ -71,8 +71,8 @@ pub async fn check_password(
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "too many failed sign-ins; try again in {} minutes",
-                wait.as_secs().div_ceil(60)
+                "too many failed sign-ins; try again in {}",
+                crate::client::words::plural(wait.as_secs().div_ceil(60), "minute")
             ),
         ));
     }

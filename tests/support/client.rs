@@ -53,6 +53,12 @@ impl Server {
         assert_eq!(self.process.url, self.url, "the server moved");
     }
 
+    /// Starts the server again on the same port and data with other arguments.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.process.restart_on_same_port_with(args);
+        assert_eq!(self.process.url, self.url, "the server moved");
+    }
+
     /// Kills the server: it is gone at once.
     pub fn stop(&mut self) {
         self.process.kill();

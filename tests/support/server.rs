@@ -228,6 +228,13 @@ impl TestServer {
         self.respawn();
     }
 
+    /// Like [`TestServer::restart_on_same_port`], with new arguments (an admin who
+    /// changed the server's settings).
+    pub fn restart_on_same_port_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart_on_same_port();
+    }
+
     fn respawn(&mut self) {
         if let Err(f) = self.spawn() {
             panic!(

@@ -114,6 +114,8 @@ pub(super) enum Record {
     },
     /// A failed entry queued again by hand.
     Retry { id: u64 },
+    /// A failed entry taken off the list by hand (its bytes moved out of the spool).
+    Dismissed { id: u64 },
     /// A version that could not be copied into the spool: never queued, shown until a
     /// later capture of the same path.
     Lost {
@@ -125,6 +127,9 @@ pub(super) enum Record {
     Error {
         time: DateTime<Utc>,
         message: String,
+        /// The server refused the password (401): uploads wait for a new start.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        credentials: bool,
     },
     /// Journal records refused so far because their MAC did not verify (kept across
     /// compactions so the status keeps saying so).
@@ -149,6 +154,8 @@ pub(super) struct Replayed {
     pub done: u64,
     pub next_id: u64,
     pub last_error: Option<LastError>,
+    /// The newest error was a refused password, and nothing was stored since.
+    pub credentials_refused: bool,
     /// Versions lost at capture, by path (the newest per path).
     pub lost: BTreeMap<String, LostCapture>,
     /// Lines that did not parse (a torn last line after a crash).
@@ -194,6 +201,7 @@ impl Replayed {
                 );
             }
             Record::Done { id } => {
+                self.credentials_refused = false;
                 if self.pending.remove(&id).is_some() || self.failed.remove(&id).is_some() {
                     self.done += 1;
                 }
@@ -217,6 +225,9 @@ impl Replayed {
                     self.failed.insert(id, (c, f));
                 }
             }
+            Record::Dismissed { id } => {
+                self.failed.remove(&id);
+            }
             Record::Retry { id } => {
                 if let Some((c, _)) = self.failed.remove(&id) {
                     self.pending.insert(id, c);
@@ -236,7 +247,12 @@ impl Replayed {
                     },
                 );
             }
-            Record::Error { time, message } => {
+            Record::Error {
+                time,
+                message,
+                credentials,
+            } => {
+                self.credentials_refused = credentials;
                 self.last_error = Some(LastError { time, message });
             }
             Record::Foreign { lines, time } => {
@@ -296,6 +312,7 @@ impl Replayed {
             out.push(Record::Error {
                 time: e.time,
                 message: e.message.clone(),
+                credentials: self.credentials_refused,
             });
         }
         if let Some(f) = &self.foreign {
@@ -494,6 +511,7 @@ mod tests {
             Record::Error {
                 time: Utc::now(),
                 message: "down".into(),
+                credentials: false,
             },
         ])
         .unwrap();

@@ -21,8 +21,8 @@
 //!   The answer's [`ErrorClass`](super::ErrorClass) decides: transient (network, 5xx,
 //!   429) → retry after the server's `Retry-After` or with exponential backoff capped at
 //!   `max_backoff`; permanent (400/403/409/413/422…) → the failed list, data kept;
-//!   needs-credentials (401) → everything stays queued, re-checked every
-//!   `credentials_recheck` (the password may be fixed on the server).
+//!   needs-credentials (401) → everything stays queued and uploads pause until the
+//!   spool is opened again (a new mount or backup), shown as such in the status.
 //! - An entry's data is removed only after the server said it has the version, and only
 //!   after that fact is durable in the journal.
 //! - On open, the journal is replayed: data files without a record are captures cut off
@@ -153,7 +153,7 @@ pub enum SpoolEvent {
 
 #[derive(Debug, Clone)]
 pub struct SpoolOptions {
-    /// Uploads sent at the same time.
+    /// Uploads sent at the same time (0: none, the spool only keeps and records).
     pub workers: usize,
     /// How long the committer waits for more captures to join a group.
     pub commit_delay: Duration,
@@ -161,9 +161,11 @@ pub struct SpoolOptions {
     pub max_batch: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// How long to wait before trying again after the server refused the credentials
-    /// (401): long, so a wrong password cannot trip the server's sign-in throttle.
-    pub credentials_recheck: Duration,
+    /// After the server refused the credentials (401): `None` pauses the uploads until
+    /// the spool is opened again (a new mount or backup, presumably with the right
+    /// password), so a wrong password never trips the server's sign-in throttle;
+    /// `Some(d)` tries again after `d`.
+    pub credentials_recheck: Option<Duration>,
     /// Receives an event per finished entry and per retry.
     pub events: Option<Sender<SpoolEvent>>,
 }
@@ -176,7 +178,7 @@ impl Default for SpoolOptions {
             max_batch: 512,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
-            credentials_recheck: Duration::from_secs(600),
+            credentials_recheck: None,
             events: None,
         }
     }
@@ -246,7 +248,8 @@ impl Spool {
             committer: Mutex::new(Some(committer)),
             _lock: lock_file,
         });
-        for i in 0..inner.opts.workers.max(1) {
+        // No workers: a maintenance view (`ects status --dismiss`) that sends nothing.
+        for i in 0..inner.opts.workers {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name(format!("ects-upload-{i}"))
@@ -458,11 +461,20 @@ impl Spool {
             pending: st.queued_len(),
             pending_bytes: st.queued().map(|e| e.size).sum(),
             oldest_pending: st.queued().map(|e| e.time).min(),
+            waiting: {
+                let mut q: Vec<&Entry> = st.queued().collect();
+                q.sort_by_key(|e| e.id);
+                q.iter()
+                    .take(status::WAITING_SHOWN)
+                    .map(|e| e.path.to_string())
+                    .collect()
+            },
             uploading: st.in_flight.len(),
             failed: st.failed.values().map(|(_, f)| f.clone()).collect(),
             lost: st.lost.values().cloned().collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
+            credentials_refused: st.credentials_refused,
             foreign: st.foreign.clone(),
             local_store: self.inner.uploader.local_store(),
             done: st.done,
@@ -482,6 +494,49 @@ impl Spool {
             .collect();
         v.sort_by_key(|(id, _)| *id);
         v.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// Takes every failed version out of the failed list, moving its bytes to
+    /// `dest/<its path>` (a name already there gets the version's short hash added), so
+    /// nothing is lost in silence. Returns (path, where the bytes are now).
+    pub fn dismiss_failed(&self, dest: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
+        let inner = &self.inner;
+        let failed: Vec<(u64, FailedUpload)> = lock(&inner.state)
+            .failed
+            .iter()
+            .map(|(id, (_, f))| (*id, f.clone()))
+            .collect();
+        let mut moved = Vec::new();
+        for (id, f) in failed {
+            let data = data_file(&inner.captures_dir, id);
+            let mut to = dest.to_path_buf();
+            to.extend(f.path.split('/'));
+            if to.exists() {
+                let name = format!(
+                    "{}.{}",
+                    to.file_name().and_then(|n| n.to_str()).unwrap_or("version"),
+                    f.sha256.short()
+                );
+                to.set_file_name(name);
+            }
+            let parent = to.parent().unwrap_or(dest);
+            private::create_dir(parent)
+                .map_err(|e| SpoolError::io(&inner.dir, "creating the dismissed folder", e))?;
+            match fs::rename(&data, &to).or_else(|_| fs::copy(&data, &to).map(|_| ())) {
+                Ok(()) => {}
+                // Damaged or missing already (status 0): nothing left to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SpoolError::io(&inner.dir, "moving a dismissed version", e)),
+            }
+            let _ = fs::remove_file(&data);
+            let mut st = lock(&inner.state);
+            st.failed.remove(&id);
+            st.records.push(Record::Dismissed { id });
+            inner.changed.notify_all();
+            drop(st);
+            moved.push((f.path, to));
+        }
+        Ok(moved)
     }
 
     /// Queues every failed entry whose data is still here again (after an admin fixed

@@ -152,6 +152,7 @@ pub(super) fn snapshot_records(st: &State) -> Vec<Record> {
         lost: st.lost.clone(),
         failed: st.failed.clone(),
         foreign: st.foreign.clone(),
+        credentials_refused: st.credentials_refused,
         ..Default::default()
     };
     for e in st.pending.values() {

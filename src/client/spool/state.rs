@@ -72,6 +72,9 @@ pub(super) struct State {
     /// Versions that could not be captured, by path (shown until the path is captured).
     pub(super) lost: BTreeMap<String, LostCapture>,
     pub(super) reachable: Option<bool>,
+    /// The server refused the password (401). Uploads pause until the spool is opened
+    /// again (a new mount or backup), unless `credentials_recheck` is set.
+    pub(super) credentials_refused: bool,
     /// Journal records refused because this spool did not write them.
     pub(super) foreign: Option<ForeignRecords>,
     pub(super) stop: bool,

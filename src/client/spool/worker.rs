@@ -28,6 +28,11 @@ impl Inner {
                     if st.stop {
                         return;
                     }
+                    if st.credentials_refused && self.opts.credentials_recheck.is_none() {
+                        // Paused: the same password would be refused again.
+                        st = wait(&self.changed, st);
+                        continue;
+                    }
                     if let Some(until) = st.backoff_until {
                         let now = Instant::now();
                         if now < until {
@@ -110,6 +115,7 @@ impl Inner {
         match result {
             Ok(kind) => {
                 if !matches!(kind, OutcomeKind::Failed { .. }) {
+                    st.credentials_refused = false;
                     st.reachable = Some(true);
                     st.failures_in_a_row = 0;
                     st.backoff_until = None;
@@ -167,8 +173,13 @@ impl Inner {
                 let reachable = status != 0;
                 st.reachable = Some(reachable);
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
+                let credentials = class == ErrorClass::NeedsCredentials;
+                st.credentials_refused = credentials;
                 let delay = match (class, retry_after) {
-                    (ErrorClass::NeedsCredentials, _) => self.opts.credentials_recheck,
+                    // Paused (see `worker`) unless told to re-check now and then.
+                    (ErrorClass::NeedsCredentials, _) => {
+                        self.opts.credentials_recheck.unwrap_or(Duration::ZERO)
+                    }
                     // The server said when: that, within reason, whatever our backoff.
                     (_, Some(after)) => after.min(MAX_RETRY_AFTER),
                     _ => backoff(
@@ -178,7 +189,8 @@ impl Inner {
                     ),
                 };
                 st.backoff_until = Some(Instant::now() + delay);
-                let new_message = st.last_error.as_ref().map(|l| &l.message) != Some(&message);
+                let new_message =
+                    st.last_error.as_ref().map(|l| &l.message) != Some(&message) || credentials;
                 if new_message {
                     tracing::warn!(path = %e.path, "upload failed, retrying in {delay:?}: {message}");
                 } else {
@@ -192,6 +204,7 @@ impl Inner {
                     st.records.push(Record::Error {
                         time: Utc::now(),
                         message: message.clone(),
+                        credentials,
                     });
                 }
                 event = Some(SpoolEvent::Retrying { message, delay });
