@@ -5,11 +5,15 @@
 mod support;
 
 use std::collections::BTreeSet;
+#[cfg(unix)]
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
+#[cfg(unix)]
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
@@ -310,8 +314,10 @@ fn serves_https_with_a_given_certificate() {
 }
 
 /// A request body fed from a channel, so the test decides when each part is sent.
+#[cfg(unix)]
 struct Feed(mpsc::Receiver<Vec<u8>>, Vec<u8>);
 
+#[cfg(unix)]
 impl Read for Feed {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.1.is_empty() {
