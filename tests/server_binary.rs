@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeSet;
 #[cfg(unix)]
 use std::io::Read;
+#[cfg(unix)]
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command;
 #[cfg(unix)]
 use std::sync::mpsc;
@@ -212,6 +214,7 @@ fn legacy_upload_as_the_original_client_called_it() {
 }
 
 /// Makes a CA and a certificate for 127.0.0.1 signed by it, with the openssl CLI.
+#[cfg(unix)]
 fn make_tls(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -285,6 +288,7 @@ fn make_tls(dir: &Path) {
 }
 
 #[test]
+#[cfg(unix)] // makes its certificates with the openssl command, which Windows lacks
 fn serves_https_with_a_given_certificate() {
     let tls = temp_dir();
     make_tls(tls.path());
