@@ -493,7 +493,9 @@ impl UserDb {
 }
 
 /// Who owns users.toml (or, before it exists, the data folder), and its mode.
+/// Only Unix has owners to keep.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(unix), allow(dead_code))]
 struct Owner {
     uid: u32,
     gid: u32,

@@ -10,6 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
+#[cfg(unix)]
 use std::time::Duration;
 
 use support::client::{Guard, clean, text};
@@ -242,6 +243,7 @@ fn one_name_rule_for_add_import_and_registration() {
 /// Copying the data folder with `cp -r` resets every `stored_at` (issue 16 item 6):
 /// fsck finds it, `--repair-times` restores the journal's times.
 #[test]
+#[cfg(unix)] // copies the data folder with `cp -r`
 fn fsck_finds_and_repairs_times_lost_by_a_copy() {
     let mut server =
         support::TestServer::with_users(&[("alice", support::Role::Student, "pw-alice")], &[]);

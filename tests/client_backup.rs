@@ -29,7 +29,16 @@ fn make_tree(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         ("empty.txt".into(), Vec::new()),
         ("deep/empty".into(), Vec::new()),
         (".bashrc".into(), b"alias ll='ls -l'".to_vec()),
-        ("100% #1?.txt".into(), b"odd characters".to_vec()),
+        // `?` is one of the characters Windows forbids in names.
+        (
+            if cfg!(windows) {
+                "100% #1!.txt"
+            } else {
+                "100% #1?.txt"
+            }
+            .into(),
+            b"odd characters".to_vec(),
+        ),
     ];
     for (rel, bytes) in &files {
         write(root, rel, bytes);

@@ -1,4 +1,7 @@
 //! A 1 GiB version goes through `ects backup` with the client's memory bounded.
+//!
+//! Linux-only: the peak memory comes from /proc.
+#![cfg(target_os = "linux")]
 
 mod support;
 

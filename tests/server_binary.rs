@@ -5,11 +5,17 @@
 mod support;
 
 use std::collections::BTreeSet;
+#[cfg(unix)]
 use std::io::Read;
+#[cfg(unix)]
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command;
+#[cfg(unix)]
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
@@ -208,6 +214,7 @@ fn legacy_upload_as_the_original_client_called_it() {
 }
 
 /// Makes a CA and a certificate for 127.0.0.1 signed by it, with the openssl CLI.
+#[cfg(unix)]
 fn make_tls(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -281,6 +288,7 @@ fn make_tls(dir: &Path) {
 }
 
 #[test]
+#[cfg(unix)] // makes its certificates with the openssl command, which Windows lacks
 fn serves_https_with_a_given_certificate() {
     let tls = temp_dir();
     make_tls(tls.path());
@@ -310,8 +318,10 @@ fn serves_https_with_a_given_certificate() {
 }
 
 /// A request body fed from a channel, so the test decides when each part is sent.
+#[cfg(unix)]
 struct Feed(mpsc::Receiver<Vec<u8>>, Vec<u8>);
 
+#[cfg(unix)]
 impl Read for Feed {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.1.is_empty() {

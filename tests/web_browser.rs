@@ -3,6 +3,10 @@
 //!
 //! Browser tests print "SKIPPED: …" and pass when chromium or chromedriver is not
 //! installed; CI installs both (`apt-get install chromium chromium-driver`).
+//!
+//! Unix-only: its class stores names Windows forbids (`<`, `>`, `"`), which a server
+//! on Windows cannot keep, and the browser is Debian's.
+#![cfg(unix)]
 
 mod support;
 

@@ -21,4 +21,4 @@ pub use process::{
     BIN, Guard, PROCESS_TIMEOUT, TIMEOUT, clean, temp_dir, text, wait_for, wait_until,
 };
 pub use server::{Role, StartFailure, TestServer, add_user};
-pub use store::{sha256_hex, snapshot, stored_versions, temp_files};
+pub use store::{sha256_hex, slash_path, snapshot, stored_versions, temp_files};

@@ -38,13 +38,17 @@ pub fn stored_versions(data: &Path) -> Vec<String> {
     snapshot(&uploads)
         .into_iter()
         .filter(|(p, _)| uploads.join(p).is_file())
-        .map(|(p, _)| {
-            p.components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/")
-        })
+        .map(|(p, _)| slash_path(&p))
         .collect()
+}
+
+/// A relative path with `/` between its components on every platform (Windows'
+/// `to_string_lossy` gives `\`), as SPEC paths are written.
+pub fn slash_path(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Entries left in `<data>/tmp` (uploads in flight); empty when nothing is pending.
