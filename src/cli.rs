@@ -240,11 +240,11 @@ pub struct StatusArgs {
     /// Queue the failed uploads again (after the cause is fixed, e.g. a bigger size
     /// limit). With --server/--user they are sent now; else at the next mount or backup.
     /// The drive must not be running on this spool.
-    #[arg(long, conflicts_with_all = ["wait", "dismiss"])]
+    #[arg(long, env = "ECTS_RETRY_FAILED", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with_all = ["wait", "dismiss"])]
     pub retry_failed: bool,
     /// Take the failed uploads off the list: their bytes move to the cache's
     /// `not-uploaded/` folder (each path printed), never deleted.
-    #[arg(long, conflicts_with = "wait")]
+    #[arg(long, env = "ECTS_DISMISS", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "wait")]
     pub dismiss: bool,
 }
 

@@ -10,7 +10,8 @@
 //!   resets with NO_ERROR, which RFC 9113 §8.1 says clients must accept after a
 //!   complete response (some older clients still report an error then).
 //!
-//! Over HTTP/1 nothing changes: hyper closes or drains the connection as before.
+//! Over HTTP/1 the middleware steps aside: hyper closes or drains the connection, and a
+//! refusal never waits for a body the client has not sent.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,11 @@ pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// Middleware: parks the request body on drop; the response body releases it.
 pub async fn keep_request_body(req: Request, next: Next) -> Response {
+    // HTTP/1 refuses without reading the body (hyper then closes or drains the
+    // connection), so a client that waits for the answer never has to send it.
+    if req.version() != axum::http::Version::HTTP_2 {
+        return next.run(req).await;
+    }
     let parked: Parked = Arc::default();
     let req = req.map(|body| {
         Body::new(Parking {
