@@ -66,7 +66,7 @@ fn fix_failed(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let send_now = args.retry_failed && args.connect.server.is_some();
     let uploader: Arc<dyn Uploader> = if send_now {
-        let cfg = ConnectConfig::from_args(&args.connect)?;
+        let cfg = super::connect::config(&args.connect)?;
         Arc::new(HttpUploader::new(&Remote::connect(&cfg)?))
     } else {
         Arc::new(NotNow)
