@@ -211,6 +211,9 @@ pub struct StatusArgs {
     /// The drive's cache folder.
     #[arg(long, env = "ECTS_CACHE")]
     pub cache: Option<PathBuf>,
+    /// A mounted drive (its folder, e.g. ~/B): the spool named in its .ects-status.txt.
+    #[arg(long, env = "ECTS_DRIVE", conflicts_with = "cache")]
+    pub drive: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Wait until no upload is pending (for logoff scripts): exit 0 then, 1 if some
