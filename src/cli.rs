@@ -227,11 +227,13 @@ pub struct StatusArgs {
     /// Queue the failed uploads again (after the cause is fixed, e.g. a bigger size
     /// limit). With --server/--user they are sent now; else at the next mount or backup.
     /// The drive must not be running on this spool.
-    #[arg(long, conflicts_with_all = ["wait", "dismiss"])]
+    #[arg(long, env = "ECTS_RETRY_FAILED", conflicts_with_all = ["wait", "dismiss"],
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub retry_failed: bool,
     /// Take the failed uploads off the list: their bytes move to the cache's
     /// `not-uploaded/` folder (each path printed), never deleted.
-    #[arg(long, conflicts_with = "wait")]
+    #[arg(long, env = "ECTS_DISMISS", conflicts_with = "wait",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub dismiss: bool,
 }
 
