@@ -211,8 +211,9 @@ pub struct StatusArgs {
     /// The drive's cache folder.
     #[arg(long, env = "ECTS_CACHE")]
     pub cache: Option<PathBuf>,
-    /// A mounted drive (its folder, e.g. ~/B): the spool named in its .ects-status.txt.
-    #[arg(long, env = "ECTS_DRIVE", conflicts_with = "cache")]
+    /// A mounted drive (its folder, e.g. ~/B): the spool named in its .ects-status.txt
+    /// (wins over --cache / ECTS_CACHE).
+    #[arg(long, env = "ECTS_DRIVE")]
     pub drive: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
