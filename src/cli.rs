@@ -227,6 +227,10 @@ pub struct StatusArgs {
     /// The drive's cache folder.
     #[arg(long, env = "ECTS_CACHE")]
     pub cache: Option<PathBuf>,
+    /// A mounted drive (its folder, e.g. ~/B): the spool named in its .ects-status.txt
+    /// (wins over --cache / ECTS_CACHE).
+    #[arg(long, env = "ECTS_DRIVE")]
+    pub drive: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Wait until no upload is pending (for logoff scripts): exit 0 then, 1 if some
@@ -240,11 +244,13 @@ pub struct StatusArgs {
     /// Queue the failed uploads again (after the cause is fixed, e.g. a bigger size
     /// limit). With --server/--user they are sent now; else at the next mount or backup.
     /// The drive must not be running on this spool.
-    #[arg(long, env = "ECTS_RETRY_FAILED", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with_all = ["wait", "dismiss"])]
+    #[arg(long, env = "ECTS_RETRY_FAILED", conflicts_with_all = ["wait", "dismiss"],
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub retry_failed: bool,
     /// Take the failed uploads off the list: their bytes move to the cache's
     /// `not-uploaded/` folder (each path printed), never deleted.
-    #[arg(long, env = "ECTS_DISMISS", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "wait")]
+    #[arg(long, env = "ECTS_DISMISS", conflicts_with = "wait",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub dismiss: bool,
 }
 

@@ -173,3 +173,56 @@ fn planted_records_and_edited_captures_are_never_uploaded() {
     assert!(shown.contains("Refused journal records: 3"), "{shown}");
     assert!(!shown.contains("planted.txt  ("), "{shown}");
 }
+
+#[test]
+fn a_drive_cache_is_private_whatever_the_umask() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let mnt = client.dir.path().join("B");
+    fs::create_dir(&mnt).unwrap();
+    let mut cmd = client.command(&server.url, &["mount", mnt.to_str().unwrap()]);
+    // SAFETY: umask is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let mut drive = Guard(Some(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(self.0)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let unmount = Unmount(&mnt);
+    wait_until("the drive", || mnt.join(".ects-status.txt").exists());
+    fs::write(mnt.join("essay.txt"), b"essay").unwrap();
+    let out = client.run(
+        &server.url,
+        &["status", "--wait", "--drive", mnt.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    drop(unmount);
+    drive.wait();
+    let mut all = Vec::new();
+    modes(&client.cache, &mut all);
+    let files = client.cache.join("files").display().to_string();
+    for (path, is_dir, mode) in &all {
+        if path.starts_with(&format!("{files}/")) {
+            continue; // the student's own files: the modes they were created with
+        }
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{path}: {mode:o}, want {want:o}");
+    }
+}

@@ -128,3 +128,80 @@ fn wait_names_what_is_waiting() {
     assert_eq!(out.status.code(), Some(3), "{shown}");
     assert!(shown.contains("  History/essay.odt"), "{shown}");
 }
+
+/// Unmounts (lazily) and stops a drive, also when the test panics.
+struct Drive {
+    mnt: std::path::PathBuf,
+    process: Guard,
+}
+
+impl Drop for Drive {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.mnt)
+            .stderr(std::process::Stdio::null())
+            .status();
+        self.process.kill();
+    }
+}
+
+#[test]
+fn wait_on_a_mounted_drive_by_its_folder() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let mnt = client.dir.path().join("B");
+    fs::create_dir(&mnt).unwrap();
+    let child = client
+        .command(&server.url, &["mount", mnt.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _drive = Drive {
+        mnt: mnt.clone(),
+        process: Guard(Some(child)),
+    };
+    wait_until("the drive", || mnt.join(".ects-status.txt").exists());
+    fs::write(mnt.join("essay.txt"), b"saved on the drive").unwrap();
+    // Another spool of this user's (in the default cache folder, where a plain
+    // `status --wait` looks) with a version that cannot be sent must not keep this
+    // drive's wait from finishing.
+    let other_spool = client.dir.path().join(".cache/ects/elsewhere_asdf/spool");
+    let down = format!("http://127.0.0.1:{}", free_port());
+    {
+        use std::sync::Arc;
+
+        use ects::client::{ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions};
+        use ects::names::{RelPath, UserName};
+        let cfg = ConnectConfig::new(&down, UserName::parse(USER).unwrap(), PASSWORD.into());
+        let spool = Spool::open(
+            &other_spool,
+            Arc::new(HttpUploader::new(&Remote::connect(&cfg).unwrap())),
+            SpoolOptions::default(),
+        )
+        .unwrap();
+        let f = client.dir.path().join("x");
+        fs::write(&f, b"stuck").unwrap();
+        spool
+            .capture_durable(&RelPath::parse("stuck.txt").unwrap(), &f)
+            .unwrap();
+    }
+    let mut cmd = client.command(&server.url, &["status", "--wait", "--timeout", "60"]);
+    cmd.env_remove("ECTS_CACHE").arg("--drive").arg(&mnt);
+    let out = Guard(Some(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+    .wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        server
+            .journal()
+            .iter()
+            .any(|e| e.path == "essay.txt" && e.sha256 == Digest::of(b"saved on the drive"))
+    );
+}

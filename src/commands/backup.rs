@@ -16,7 +16,7 @@ use crate::client::{
 
 /// `ects backup DIR...`: exit 0 when every file is on the server, 1 otherwise.
 pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
-    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let cfg = super::connect::config(&args.connect)?;
     let walk = backup::walk(&args.dirs)?;
     let remote = Remote::connect(&cfg)?;
     remote.check_login()?;

@@ -8,9 +8,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::api::CollectStatus;
 use crate::cli::CollectArgs;
+use crate::client::Remote;
 use crate::client::collect::{self, CollectOptions, CollectQuery, FileOutcome, Progress};
 use crate::client::spool::human_bytes;
-use crate::client::{ConnectConfig, Remote};
 use crate::names::UserName;
 
 /// `ects collect PATTERN --out DIR [--before TIME] (--students LIST | --all)`: exit 0
@@ -37,7 +37,7 @@ pub fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         }
         Some(names)
     };
-    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let cfg = super::connect::config(&args.connect)?;
     let remote = Remote::connect(&cfg)?;
     let query = CollectQuery {
         pattern: args.pattern.clone(),

@@ -4,6 +4,7 @@
 
 mod backup;
 mod collect;
+mod connect;
 mod fsck;
 mod mount;
 mod restore;

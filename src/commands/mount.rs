@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::MountArgs;
 use crate::client::{
-    ClientError, ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, StoreUploader, Uploader,
+    ClientError, HttpUploader, Remote, Spool, SpoolOptions, StoreUploader, Uploader,
     default_cache_dir, spool_dir,
 };
 #[cfg(unix)]
@@ -84,7 +84,7 @@ fn embedded(args: &MountArgs) -> anyhow::Result<Backend> {
 }
 
 fn server(args: &MountArgs) -> anyhow::Result<Backend> {
-    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let cfg = super::connect::config(&args.connect)?;
     let remote = Remote::connect(&cfg)?;
     check_credentials(&remote)?;
     let cache = match &args.cache {

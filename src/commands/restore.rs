@@ -6,8 +6,8 @@ use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Local, Utc};
 
 use crate::cli::RestoreArgs;
+use crate::client::Remote;
 use crate::client::spool::human_bytes;
-use crate::client::{ConnectConfig, Remote};
 use crate::names::RelPath;
 use crate::store::VersionInfo;
 
@@ -35,7 +35,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let cfg = super::connect::config(&args.connect)?;
     let remote = Remote::connect(&cfg)?;
     let list = remote.versions(&path)?;
     if list.is_empty() {

@@ -66,7 +66,7 @@ fn fix_failed(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let send_now = args.retry_failed && args.connect.server.is_some();
     let uploader: Arc<dyn Uploader> = if send_now {
-        let cfg = ConnectConfig::from_args(&args.connect)?;
+        let cfg = super::connect::config(&args.connect)?;
         Arc::new(HttpUploader::new(&Remote::connect(&cfg)?))
     } else {
         Arc::new(NotNow)
@@ -217,6 +217,28 @@ fn server_answers(server: &str, args: &StatusArgs) -> bool {
 /// default one for --server/--user, or every spool under the default cache folder.
 fn find_spools(args: &StatusArgs) -> anyhow::Result<Vec<PathBuf>> {
     let is_spool = |d: &Path| d.join("journal.log").is_file();
+    if let Some(drive) = &args.drive {
+        let file = drive.join(".ects-status.txt");
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a mounted ects drive (cannot read {}: {e})",
+                drive.display(),
+                file.display()
+            )
+        })?;
+        let dir = text
+            .lines()
+            .find_map(|l| l.strip_prefix(crate::client::spool::SPOOL_LINE))
+            .map(PathBuf::from)
+            .filter(|d| is_spool(d));
+        return match dir {
+            Some(d) => Ok(vec![d]),
+            None => bail!(
+                "the drive at {} has saved nothing yet (its status names no upload spool)",
+                drive.display()
+            ),
+        };
+    }
     if let Some(cache) = &args.cache {
         for d in [spool_dir(cache), cache.clone()] {
             if is_spool(&d) {

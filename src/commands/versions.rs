@@ -3,15 +3,15 @@ use std::process::ExitCode;
 use chrono::Local;
 
 use crate::cli::VersionsArgs;
+use crate::client::Remote;
 use crate::client::spool::human_bytes;
-use crate::client::{ConnectConfig, Remote};
 use crate::names::RelPath;
 
 /// `ects versions PATH`: a table of every stored version, oldest first.
 pub fn versions(args: VersionsArgs) -> anyhow::Result<ExitCode> {
     let path = RelPath::parse(args.path.trim_start_matches("./"))
         .map_err(|e| anyhow::anyhow!("{:?} is not a path in your backup: {e}", args.path))?;
-    let cfg = ConnectConfig::from_args(&args.connect)?;
+    let cfg = super::connect::config(&args.connect)?;
     let remote = Remote::connect(&cfg)?;
     let list = remote.versions(&path)?;
     if list.is_empty() {

@@ -53,7 +53,7 @@ pub use self::journal::ForeignRecords;
 use self::journal::Record;
 use self::state::{Entry, Guard, Inner, State, data_file};
 pub use self::status::{
-    FailedUpload, LastError, LostCapture, SpoolStatus, human_bytes, render_status,
+    FailedUpload, LastError, LostCapture, SPOOL_LINE, SpoolStatus, human_bytes, render_status,
 };
 #[cfg(test)]
 use self::worker::backoff;
@@ -474,6 +474,7 @@ impl Spool {
             lost: st.lost.values().cloned().collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
+            spool_dir: Some(self.inner.dir.clone()),
             credentials_refused: st.credentials_refused,
             foreign: st.foreign.clone(),
             local_store: self.inner.uploader.local_store(),

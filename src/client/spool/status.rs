@@ -41,6 +41,9 @@ pub struct LastError {
     pub message: String,
 }
 
+/// The status line naming the spool folder (`ects status --drive` reads it back).
+pub const SPOOL_LINE: &str = "Kept here until sent: ";
+
 /// How many waiting paths the status names.
 pub const WAITING_SHOWN: usize = 10;
 
@@ -72,6 +75,9 @@ pub struct SpoolStatus {
     pub foreign: Option<ForeignRecords>,
     /// Set when versions go to a local (embedded) store instead of a server.
     pub local_store: Option<String>,
+    /// The spool folder, so `ects status --drive DIR` finds a mounted drive's spool.
+    #[serde(default)]
+    pub spool_dir: Option<std::path::PathBuf>,
     /// Versions stored on the server since the spool was created.
     pub done: u64,
     /// Captures and group commits made by this process (shows the grouping at work).
@@ -105,6 +111,7 @@ impl SpoolStatus {
             lost: state.lost.values().cloned().collect(),
             last_error: state.last_error,
             server_reachable: None,
+            spool_dir: Some(dir.to_owned()),
             foreign: state.foreign,
             credentials_refused: state.credentials_refused,
             // A read-only view cannot tell; the drive's own status file can.
@@ -205,6 +212,9 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
     }
     if s.uploading > 0 {
         let _ = writeln!(out, "Uploading now:     {}", s.uploading);
+    }
+    if let Some(dir) = &s.spool_dir {
+        let _ = writeln!(out, "{SPOOL_LINE}{}", dir.display());
     }
     let _ = writeln!(
         out,
