@@ -4,8 +4,8 @@
 //!
 //! The build script runs on the *host*: `cfg(windows)` here would describe the machine
 //! building, not the one running `ects.exe`, so a cross build from Linux linked WinFsp
-//! eagerly. Decide on the target Cargo reports instead. These two lines are what
-//! `winfsp::build::winfsp_link_delayload` prints, without a build dependency.
+//! eagerly. Decide on the target Cargo reports instead. The two link arguments do what
+//! `winfsp::build::winfsp_link_delayload` does, without a build dependency.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -18,6 +18,9 @@ fn main() {
         "aarch64" => "winfsp-a64.dll",
         _ => "winfsp-x64.dll",
     };
-    println!("cargo:rustc-link-lib=dylib=delayimp");
+    // Both as link arguments, so they reach every executable alike: a `-l delayimp`
+    // only reaches those that link the library, and lld-link refuses /DELAYLOAD in
+    // one without the helper (e.g. a test suite that is empty on Windows).
+    println!("cargo:rustc-link-arg=delayimp.lib");
     println!("cargo:rustc-link-arg=/DELAYLOAD:{dll}");
 }

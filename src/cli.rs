@@ -66,6 +66,22 @@ pub struct ServerArgs {
     /// Bytes each user may store in all (each version counted once), e.g. 10GiB.
     #[arg(long, env = "ECTS_QUOTA", value_parser = parse_size)]
     pub quota: Option<u64>,
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open. E.g. 30s, 2m.
+    #[arg(long, env = "ECTS_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// An upload whose body sends nothing for this long is dropped (nothing is kept).
+    #[arg(long, env = "ECTS_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// Open connections allowed from one client address (a NAT or proxy counts once).
+    #[arg(long, env = "ECTS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// Uploads one user may have in progress at once; more get 429 with Retry-After.
+    #[arg(long, env = "ECTS_MAX_UPLOADS_PER_USER", default_value_t = 8)]
+    pub max_uploads_per_user: usize,
+    /// Uploads in progress at once for everyone; more get 503 with Retry-After.
+    #[arg(long, env = "ECTS_MAX_UPLOADS", default_value_t = 128)]
+    pub max_uploads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -218,8 +234,18 @@ pub struct StatusArgs {
     #[arg(long, env = "ECTS_WAIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub wait: bool,
     /// With --wait: give up after this many seconds (default: wait as long as it takes).
-    #[arg(long, env = "ECTS_TIMEOUT", requires = "wait")]
+    /// With --retry-failed: how long to keep sending (default 60).
+    #[arg(long, env = "ECTS_TIMEOUT")]
     pub timeout: Option<u64>,
+    /// Queue the failed uploads again (after the cause is fixed, e.g. a bigger size
+    /// limit). With --server/--user they are sent now; else at the next mount or backup.
+    /// The drive must not be running on this spool.
+    #[arg(long, env = "ECTS_RETRY_FAILED", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with_all = ["wait", "dismiss"])]
+    pub retry_failed: bool,
+    /// Take the failed uploads off the list: their bytes move to the cache's
+    /// `not-uploaded/` folder (each path printed), never deleted.
+    #[arg(long, env = "ECTS_DISMISS", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "wait")]
+    pub dismiss: bool,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +287,31 @@ pub struct CollectArgs {
     pub include_late: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// Parses a duration: a whole number of seconds, or with a unit `s`, `m` or `h`
+/// (`30`, `30s`, `2m`). Zero is refused: it would close every connection at once.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: expected e.g. 30s or 2m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        other => {
+            return Err(format!(
+                "unknown time unit {other:?} in {s:?}: use s, m or h"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err(format!("{s:?}: the time must be at least one second"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Parses a byte size: a whole number with an optional unit K, M, G, T (powers of

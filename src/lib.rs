@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod drive;
 pub mod durable;
+pub mod ignore;
 pub mod logging;
 pub mod names;
 pub mod server;

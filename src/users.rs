@@ -11,7 +11,7 @@
 //! argon2. Any change to users.toml clears that memory.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -165,6 +165,8 @@ pub struct UserDb {
     key: [u8; 32],
     /// When each address registered its recent accounts (in this process).
     registrations: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    /// argon2 verifications run, for tests that check unknown names cost the same.
+    password_checks: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -186,6 +188,7 @@ impl UserDb {
             verified: Mutex::default(),
             key: rand::random(),
             registrations: Mutex::default(),
+            password_checks: Default::default(),
         };
         db.refresh()?;
         Ok(db)
@@ -222,10 +225,10 @@ impl UserDb {
             let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
             loaded.users.iter().find(|r| r.name == name).cloned()
         };
-        let Some(record) = record else {
-            return Ok(Auth::UnknownUser);
-        };
-        let Some(user) = to_user(&record) else {
+        // An unknown name costs one argon2 check against a dummy hash, like a wrong
+        // password does: the work done does not tell which names exist.
+        let Some((record, user)) = record.and_then(|r| to_user(&r).map(|u| (r, u))) else {
+            self.verify(dummy_hash(), password);
             return Ok(Auth::UnknownUser);
         };
         let tag = self.tag(name, password);
@@ -236,7 +239,7 @@ impl UserDb {
             .get(name)
             .is_some_and(|t| *t == tag);
         if !cached {
-            if password.len() > MAX_PASSWORD_BYTES || !verify(&record.password_hash, password) {
+            if !self.verify(&record.password_hash, password) {
                 return Ok(Auth::WrongPassword);
             }
             self.verified
@@ -378,6 +381,20 @@ impl UserDb {
         })
     }
 
+    /// One argon2 check, counted. An over-long password is refused without hashing it
+    /// (its length is the caller's own, not a hint about names).
+    fn verify(&self, phc: &str, password: &str) -> bool {
+        self.password_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        password.len() <= MAX_PASSWORD_BYTES && verify(phc, password)
+    }
+
+    /// How many password checks (argon2 verifications) this database has run.
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn tag(&self, name: &str, password: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.key);
@@ -440,8 +457,8 @@ impl UserDb {
         change: impl FnOnce(&mut UsersFile) -> Result<(), UsersError>,
     ) -> Result<(), UsersError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(self.io_err(dir))?;
-        let lock = OpenOptions::new()
+        crate::store::private::create_dir_all(dir).map_err(self.io_err(dir))?;
+        let lock = crate::store::private::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -476,7 +493,9 @@ impl UserDb {
 }
 
 /// Who owns users.toml (or, before it exists, the data folder), and its mode.
+/// Only Unix has owners to keep.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(unix), allow(dead_code))]
 struct Owner {
     uid: u32,
     gid: u32,
@@ -628,6 +647,19 @@ pub fn hash_password(password: &str) -> Result<String, UsersError> {
         .map_err(|e| UsersError::Hash(e.to_string()))
 }
 
+/// A hash of nothing anyone knows, with the same parameters as real ones, checked
+/// against for unknown names.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(b"ects: no such user", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
 fn verify(phc: &str, password: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| {
         Argon2::default()
@@ -642,6 +674,27 @@ mod tests {
 
     fn name(s: &str) -> UserName {
         UserName::parse(s).unwrap()
+    }
+
+    /// Issue 15 item 7: an unknown name must cost the same argon2 work as a wrong
+    /// password, or response times tell which names exist.
+    #[test]
+    fn unknown_names_cost_one_password_check_like_wrong_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        db.add(&name("asdf"), Role::Student, "right password")
+            .unwrap();
+        let cases = [
+            ("asdf", "wrong password", Auth::WrongPassword),
+            ("nobody", "wrong password", Auth::UnknownUser),
+            ("ASDF", "right password", Auth::UnknownUser),
+            ("not a valid name/", "x", Auth::UnknownUser),
+        ];
+        for (who, password, want) in cases {
+            let before = db.password_checks();
+            assert_eq!(db.authenticate(who, password).unwrap(), want, "{who}");
+            assert_eq!(db.password_checks() - before, 1, "checks for {who:?}");
+        }
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! by real uploads through the server, and `ects status --wait` as a logoff script uses
 //! it, against a spool that drains only once the server comes back.
 
-mod client_support;
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::fs;
@@ -12,15 +11,15 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_support::{Client, Guard, PASSWORD, Server, USER, clean, text, wait_until};
-use common::{TestServer, sha256_hex};
 use ects::client::{ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, SpoolStatus};
 use ects::names::{RelPath, UserName};
 use reqwest::StatusCode;
 use reqwest::blocking::Client as Http;
+use support::client::{Client, Guard, PASSWORD, Server, USER, clean, text, wait_until};
+use support::{TestServer, sha256_hex};
 
 fn ects(args: &[&str], dir: &Path) -> Output {
-    let child = clean(Command::new(common::BIN))
+    let child = clean(Command::new(support::BIN))
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -51,7 +50,7 @@ fn class_list() -> (String, Vec<String>) {
 
 #[test]
 fn thirty_imported_users_each_upload_and_no_student_reads_another() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let data = dir.path().join("data");
     let (csv, students) = class_list();
     fs::write(dir.path().join("7b.csv"), csv).unwrap();
@@ -77,11 +76,14 @@ fn thirty_imported_users_each_upload_and_no_student_reads_another() {
     // The generated passwords: in a file only the admin can read, one per user left
     // without a password in the list, never one the list gave.
     let slips = dir.path().join("slips.csv");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        fs::metadata(&slips).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&slips).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
     let slips = fs::read_to_string(&slips).unwrap();
     assert!(!slips.contains("given-") && !slips.contains("teach-pw"));
     let mut passwords: HashMap<String, String> = slips
@@ -149,8 +151,13 @@ fn thirty_imported_users_each_upload_and_no_student_reads_another() {
 
 #[test]
 fn an_import_with_any_bad_line_adds_nobody_and_names_every_line() {
-    let dir = common::temp_dir();
-    common::add_user(&dir.path().join("data"), "old", common::Role::Student, "pw");
+    let dir = support::temp_dir();
+    support::add_user(
+        &dir.path().join("data"),
+        "old",
+        support::Role::Student,
+        "pw",
+    );
     let users_before = fs::read(dir.path().join("data/users.toml")).unwrap();
     fs::write(
         dir.path().join("list.csv"),
@@ -250,7 +257,7 @@ fn status_wait_returns_only_after_the_spool_drained() {
     );
 
     // An unbounded wait is still waiting while the server is down...
-    let waiter = clean(Command::new(common::BIN))
+    let waiter = clean(Command::new(support::BIN))
         .args(["status", "--wait", "--timeout", "600", "--cache"])
         .arg(&client.cache)
         .stdin(Stdio::null())

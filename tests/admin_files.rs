@@ -1,22 +1,22 @@
 //! What an admin does to a live server's data folder with the real binary: `sudo ects
 //! user …` beside a server that runs as its own user (issue 16 item 2).
 
-mod client_support;
-mod common;
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+#[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
+#[cfg(unix)]
 use std::time::Duration;
 
-use client_support::{Guard, clean, text};
+use support::client::{Guard, clean, text};
 
 fn ects(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
-    let mut c = clean(Command::new(common::BIN));
+    let mut c = clean(Command::new(support::BIN));
     c.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -28,13 +28,14 @@ fn ects(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     Guard(Some(c.spawn().unwrap())).wait()
 }
 
+#[cfg(unix)]
 /// `ects server` on `data` as user `nobody` (as a service runs as `ects`), with its
 /// URL and a guard that kills it. Its log goes to `log`.
 fn server_as_nobody(data: &Path, log: &Path) -> (Guard, String) {
     let mut command = clean(Command::new("setpriv"));
     command
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(common::BIN)
+        .arg(support::BIN)
         .arg("server")
         .arg("--data")
         .arg(data)
@@ -64,7 +65,7 @@ fn start_server(mut command: Command, log: &Path) -> (Guard, String) {
         }
     });
     let url = rx
-        .recv_timeout(common::PROCESS_TIMEOUT)
+        .recv_timeout(support::PROCESS_TIMEOUT)
         .unwrap_or_else(|_| {
             panic!(
                 "the server did not start; its log:\n{}",
@@ -75,7 +76,7 @@ fn start_server(mut command: Command, log: &Path) -> (Guard, String) {
 }
 
 fn list_status(url: &str, user: &str, password: &str) -> u16 {
-    common::http_client()
+    support::http_client()
         .get(format!("{url}/api/v1/tree/{user}/"))
         .basic_auth(user, Some(password))
         .send()
@@ -84,19 +85,21 @@ fn list_status(url: &str, user: &str, password: &str) -> u16 {
         .as_u16()
 }
 
+#[cfg(unix)]
 fn uid_of(name: &str) -> u32 {
     let out = Command::new("id").args(["-u", name]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 #[test]
+#[cfg(unix)] // Unix users: root, and `nobody` through setpriv
 fn root_running_user_commands_keeps_the_server_serving() {
     // SAFETY: geteuid(2) cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: needs root to run the server as another user");
         return;
     }
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     // The server's user must reach its data folder through the temp folder.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let data = dir.path().join("data");
@@ -176,7 +179,7 @@ fn root_running_user_commands_keeps_the_server_serving() {
 /// and one address cannot register accounts without end.
 #[test]
 fn one_name_rule_for_add_import_and_registration() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let env = [("ECTS_PASSWORD", "a-good-password")];
     let add = |name: &str| ects(&["user", "add", name, "--data", "data"], dir.path(), &env);
     let out = add("alice");
@@ -216,7 +219,7 @@ fn one_name_rule_for_add_import_and_registration() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2:") && err.contains(":3:"), "{err}");
 
-    let server = common::TestServer::start(&dir.path().join("data"), &["--allow-registration"]);
+    let server = support::TestServer::start(&dir.path().join("data"), &["--allow-registration"]);
     let sign_in = |name: &str| list_status(&server.url, name, "a-good-password");
     for bad in ["Alice", "MRS-K", "con", "lpt1.x", "a.", "admin"] {
         assert_eq!(sign_in(bad), 401, "registering {bad} must be refused");
@@ -240,13 +243,14 @@ fn one_name_rule_for_add_import_and_registration() {
 /// Copying the data folder with `cp -r` resets every `stored_at` (issue 16 item 6):
 /// fsck finds it, `--repair-times` restores the journal's times.
 #[test]
+#[cfg(unix)] // copies the data folder with `cp -r`
 fn fsck_finds_and_repairs_times_lost_by_a_copy() {
     let mut server =
-        common::TestServer::with_users(&[("alice", common::Role::Student, "pw-alice")], &[]);
-    common::put_version(&server, "alice", "pw-alice", "Docs/essay.txt", b"first");
-    common::put_version(&server, "alice", "pw-alice", "Docs/essay.txt", b"second");
+        support::TestServer::with_users(&[("alice", support::Role::Student, "pw-alice")], &[]);
+    support::put_version(&server, "alice", "pw-alice", "Docs/essay.txt", b"first");
+    support::put_version(&server, "alice", "pw-alice", "Docs/essay.txt", b"second");
     server.kill();
-    let versions = common::stored_versions(&server.data);
+    let versions = support::stored_versions(&server.data);
     assert_eq!(versions.len(), 2);
     let mtime = |data: &Path, rel: &str| {
         fs::metadata(data.join("uploads").join(rel))
@@ -256,7 +260,7 @@ fn fsck_finds_and_repairs_times_lost_by_a_copy() {
     };
     // Long enough that the copy's times differ by more than the filesystem rounding.
     std::thread::sleep(Duration::from_millis(1200));
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let copy = dir.path().join("copy");
     let cp = Command::new("cp")
         .arg("-r")
@@ -295,18 +299,19 @@ fn fsck_finds_and_repairs_times_lost_by_a_copy() {
 /// user's data folder, never in `./ects-data` of wherever it was started (issue 16
 /// item 9). On/off flags read `1` from the environment.
 #[test]
+#[cfg(unix)] // mounts a FUSE drive
 fn mount_without_data_uses_the_users_data_folder() {
     if !Path::new("/dev/fuse").exists() {
         println!("SKIPPED: no /dev/fuse");
         return;
     }
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let home = dir.path().join("home");
     let cwd = dir.path().join("elsewhere");
     fs::create_dir_all(&cwd).unwrap();
     let mnt = dir.path().join("B");
-    let _stale = drive_support::StaleGuard(mnt.clone());
-    let mut mount = clean(Command::new(common::BIN));
+    let _stale = support::drive::StaleGuard(mnt.clone());
+    let mut mount = clean(Command::new(support::BIN));
     mount
         .args(["mount", "--user", "kim"])
         .env("ECTS_MOUNTPOINT", &mnt)
@@ -318,8 +323,8 @@ fn mount_without_data_uses_the_users_data_folder() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut drive = Guard(Some(mount.spawn().unwrap()));
-    drive_support::wait_for("the drive to mount", || {
-        drive_support::is_mounted(&mnt) && mnt.join(".versions").exists()
+    support::drive::wait_for("the drive to mount", || {
+        support::drive::is_mounted(&mnt) && mnt.join(".versions").exists()
     });
     fs::write(mnt.join("note.txt"), b"kept").unwrap();
     let st = Command::new("fusermount3")
@@ -336,7 +341,7 @@ fn mount_without_data_uses_the_users_data_folder() {
     );
     let data = home.join(".local/share/ects/data");
     assert_eq!(
-        drive_support::stored_versions_of(&data, "kim", "note.txt"),
+        support::drive::stored_versions_of(&data, "kim", "note.txt"),
         vec![b"kept".to_vec()]
     );
 
@@ -360,12 +365,12 @@ fn mount_without_data_uses_the_users_data_folder() {
 /// `-vv` and `RUST_LOG=debug` show more than INFO on the server (issue 16 item 9).
 #[test]
 fn server_debug_logging_takes_effect() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let env = [("ECTS_PASSWORD", "a-good-password")];
     let out = ects(&["user", "add", "kim", "--data", "data"], dir.path(), &env);
     assert!(out.status.success(), "{}", text(&out));
     for (flags, rust_log) in [(&["-vv"][..], None), (&[][..], Some("debug"))] {
-        let mut command = clean(Command::new(common::BIN));
+        let mut command = clean(Command::new(support::BIN));
         command
             .args(flags)
             .args(["server", "--data", "data", "--listen", "127.0.0.1:0"])

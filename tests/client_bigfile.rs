@@ -1,13 +1,16 @@
 //! A 1 GiB version goes through `ects backup` with the client's memory bounded.
+//!
+//! Linux-only: the peak memory comes from /proc.
+#![cfg(target_os = "linux")]
 
-mod client_support;
+mod support;
 
 use std::fs;
 use std::io::Write;
 use std::time::Duration;
 
-use client_support::*;
 use ects::store::Digest;
+use support::client::*;
 
 /// Peak resident memory (VmHWM) of a running process, in KiB.
 fn peak_kib(pid: u32) -> Option<u64> {

@@ -1,11 +1,11 @@
 //! `ects versions`, `ects restore` and `ects status` against the real server.
 
-mod client_support;
+mod support;
 
 use std::fs;
 
-use client_support::*;
 use ects::store::Digest;
+use support::client::*;
 
 #[test]
 fn versions_restore_and_status() {
@@ -118,7 +118,7 @@ fn versions_restore_and_status() {
     ] {
         assert!(report.contains(want), "missing {want:?}:\n{report}");
     }
-    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let nobody = unreachable_url();
     let out = client.run(&nobody, &["status"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("NOT reachable"),

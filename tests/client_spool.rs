@@ -1,17 +1,17 @@
 //! The spool against the real server: a server that goes away and comes back, and an
 //! uploading process killed with SIGKILL mid-queue. Proved from the server's journal.
 
-mod client_support;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_support::*;
 use ects::client::{ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, SpoolStatus};
 use ects::names::{RelPath, UserName};
 use ects::store::{Digest, EventKind};
+use support::client::*;
 
 const WORKERS: usize = 2;
 

@@ -3,9 +3,12 @@
 //! server (where systemd is PID 1 and we are root), and the shell scripts pass
 //! shellcheck. A missing tool skips its test with a line saying why, except under CI
 //! (`CI` set), where a missing tool is a failure: CI must install it.
+//!
+//! The files checked here are the Linux deployment (systemd units, shell scripts), so
+//! the suite is Unix-only.
+#![cfg(unix)]
 
-mod common;
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Role, sha256_hex, temp_dir};
+use support::{BIN, Role, sha256_hex, temp_dir};
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-scripts")
@@ -230,7 +233,7 @@ fn server_unit_runs_the_server_under_its_hardening() {
     fs::create_dir_all(&bin_dir).unwrap();
     fs::copy(BIN, bin_dir.join("ects")).unwrap();
     let data = PathBuf::from(format!("/var/lib/{name}"));
-    common::add_user(&data, "anna", Role::Student, "pw-anna");
+    support::add_user(&data, "anna", Role::Student, "pw-anna");
 
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -256,7 +259,7 @@ fn server_unit_runs_the_server_under_its_hardening() {
     let out = run(Command::new("systemctl").args(["start", &format!("{name}.service")]));
     assert!(out.status.success(), "{}\n{}", text(&out), journal(&name));
 
-    let deadline = Instant::now() + common::PROCESS_TIMEOUT;
+    let deadline = Instant::now() + support::PROCESS_TIMEOUT;
     while http(port, "GET /api/v1/health", "", b"").is_none() {
         assert!(
             Instant::now() < deadline,
@@ -322,14 +325,14 @@ fn login_script_remounts_after_a_killed_drive() {
         println!("SKIPPED: no FUSE here");
         return;
     }
-    let place = drive_support::Place::new();
+    let place = support::drive::Place::new();
     let mnt = place.mnt();
-    let _stale = drive_support::StaleGuard(mnt.clone());
+    let _stale = support::drive::StaleGuard(mnt.clone());
     let drive = place.mount();
     fs::write(drive.path("before-crash.txt"), b"saved").unwrap();
     drive.kill();
     // Once the kernel's cached attributes expire, every look at it fails.
-    drive_support::wait_for("the dead mount to answer ENOTCONN", || {
+    support::drive::wait_for("the dead mount to answer ENOTCONN", || {
         fs::metadata(&mnt).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
     });
 
@@ -349,7 +352,7 @@ fn login_script_remounts_after_a_killed_drive() {
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env("HOME", place.dir.path())
         .env("ECTS_MOUNTPOINT", &mnt)
-        .env("ECTS_USER", drive_support::USER)
+        .env("ECTS_USER", support::drive::USER)
         .env("ECTS_PASSWORD_FILE", &password)
         .env("ECTS_DATA", place.data())
         .env("ECTS_CACHE", place.cache())
@@ -360,7 +363,7 @@ fn login_script_remounts_after_a_killed_drive() {
         .unwrap();
     let mut drive = KillOnDrop(child);
     let log = place.dir.path().join(".local/state/ects/drive.log");
-    drive_support::wait_for("the login script to mount the drive again", || {
+    support::drive::wait_for("the login script to mount the drive again", || {
         if let Ok(Some(status)) = drive.0.try_wait() {
             panic!(
                 "the login script exited ({status}):\n{}",
@@ -376,7 +379,7 @@ fn login_script_remounts_after_a_killed_drive() {
         .status()
         .unwrap();
     assert!(st.success());
-    drive_support::wait_for("the drive to exit", || {
+    support::drive::wait_for("the drive to exit", || {
         matches!(drive.0.try_wait(), Ok(Some(_)))
     });
     assert_eq!(

@@ -2,15 +2,19 @@
 //! plant what the drive keeps for itself (its index, the `.versions` cache), and the
 //! drive must not widen what students create. Runs the real binary on a real mount;
 //! the other user is `nobody` through `setpriv` (the tests run as root).
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use drive_support::{Place, wait_for};
+use support::drive::{Place, wait_for};
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o7777

@@ -1,12 +1,16 @@
 //! Mounting, unmounting and crashing: refusals with clear messages, clean ends on every
 //! signal, stale mounts explained, reconcile after edits made while unmounted.
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::process::Command;
 
-use drive_support::{Place, StaleGuard, is_mounted, sorted, wait_for};
+use support::drive::{Place, StaleGuard, is_mounted, sorted, wait_for};
 
 /// A mount that is expected to be refused. One that mounts by mistake gets SIGTERM from
 /// `timeout` after 30 s and unmounts, rather than hanging the test.

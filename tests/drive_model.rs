@@ -2,17 +2,21 @@
 //! against the mounted drive and a simple in-memory model. After each sequence the
 //! drive's files must equal the model's, and the store's versions of every path must be
 //! exactly the contents the model closed there (the store keeps each content once).
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-mod drive_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use drive_support::{Mounted, Place, stored_versions, wait_for};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use support::drive::{Mounted, Place, stored_versions, wait_for};
 
 const FILES: &[&str] = &["a.txt", "b.md", "c.tmp", "d/a.txt", "d/e.txt", "e/x.txt"];
 const DIRS: &[&str] = &["d", "e"];

@@ -1,14 +1,18 @@
 //! How real programs save, through a real mount: each pattern must leave exactly the
 //! right versions under the final name, and nothing under an ignored name.
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-mod drive_support;
+mod support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
 
-use drive_support::{Place, sorted};
+use support::drive::{Place, sorted};
 
 fn sh(cwd: &std::path::Path, script: &str) {
     let st = Command::new("sh")

@@ -1,16 +1,18 @@
 //! The drive against a real server on loopback: saves go on while the server is down
 //! and all arrive when it is back; a drive killed with a full spool delivers everything
 //! at its next mount.
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-#[path = "client_support/mod.rs"]
-mod client_support;
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::process::Command;
 
-use client_support::{PASSWORD, Server, USER};
-use drive_support::{Place, StaleGuard, stored_versions_of, wait_for};
+use support::client::{PASSWORD, Server, USER};
+use support::drive::{Place, StaleGuard, stored_versions_of, wait_for};
 
 fn content(i: usize) -> Vec<u8> {
     format!("essay draft number {i}\n")

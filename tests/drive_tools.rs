@@ -1,14 +1,18 @@
 //! Real tools inside the drive: `git clone` of a local repository and `tar x` of a real
 //! source tree must succeed and compare equal to their source.
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use drive_support::Place;
+use support::drive::Place;
 
 fn run(cwd: &Path, cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)

@@ -1,13 +1,17 @@
 //! `.versions` and `.ects-status.txt` through a real mount.
+//!
+//! Every test here mounts a FUSE drive, so the suite is Unix-only; on Windows the
+//! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
+#![cfg(unix)]
 
-mod drive_support;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use drive_support::{Place, USER, wait_for};
+use support::drive::{Place, USER, wait_for};
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

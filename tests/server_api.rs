@@ -1,7 +1,7 @@
 //! The HTTP API in-process: table-driven request sequences against the real router over
 //! a real `FsStore` in a temp folder, so "nothing was written" is checked on disk.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use ects::users::{Role, UserDb};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use common::{sha256_hex, snapshot, stored_versions, temp_dir, temp_files};
+use support::{sha256_hex, snapshot, stored_versions, temp_dir, temp_files};
 
 const ALICE: (&str, &str) = ("alice", "alice-pw");
 const BOB: (&str, &str) = ("bob", "bob-pw");
@@ -41,7 +41,7 @@ fn users_template() -> &'static Path {
             (TEACH, Role::Teacher),
             (CAROL, Role::Student),
         ] {
-            common::add_user(dir.path(), name, role, pw);
+            support::add_user(dir.path(), name, role, pw);
         }
         let db = UserDb::open(dir.path()).unwrap();
         db.disable(&ects::names::UserName::parse(CAROL.0).unwrap())
@@ -70,8 +70,10 @@ impl Api {
             limits: Limits {
                 max_file_size,
                 quota,
+                ..Limits::default()
             },
             allow_registration,
+            tls: false,
         };
         Self {
             router: router(state),

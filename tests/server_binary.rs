@@ -2,18 +2,24 @@
 //! for the original's example path, Unicode round trips, the original client's
 //! `POST /upload`, TLS, and a graceful SIGTERM that lets an upload in flight finish.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
+#[cfg(unix)]
 use std::io::Read;
+#[cfg(unix)]
 use std::path::Path;
+#[cfg(unix)]
 use std::process::Command;
+#[cfg(unix)]
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
-use common::{Role, TestServer, sha256_hex, temp_dir, temp_files};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
+use support::{Role, TestServer, sha256_hex, temp_dir, temp_files};
 
 const USER: &str = "asdf";
 const PASSWORD: &str = "correct horse battery staple";
@@ -193,7 +199,7 @@ fn legacy_upload_as_the_original_client_called_it() {
     };
     let r = send(hex::encode(md5::Md5::digest(b"not the content")));
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(common::stored_versions(&server.data).is_empty());
+    assert!(support::stored_versions(&server.data).is_empty());
     assert!(temp_files(&server.data).is_empty());
 
     let r = send(hex::encode(md5::Md5::digest(doc)));
@@ -208,6 +214,7 @@ fn legacy_upload_as_the_original_client_called_it() {
 }
 
 /// Makes a CA and a certificate for 127.0.0.1 signed by it, with the openssl CLI.
+#[cfg(unix)]
 fn make_tls(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -281,6 +288,7 @@ fn make_tls(dir: &Path) {
 }
 
 #[test]
+#[cfg(unix)] // makes its certificates with the openssl command, which Windows lacks
 fn serves_https_with_a_given_certificate() {
     let tls = temp_dir();
     make_tls(tls.path());
@@ -310,8 +318,10 @@ fn serves_https_with_a_given_certificate() {
 }
 
 /// A request body fed from a channel, so the test decides when each part is sent.
+#[cfg(unix)]
 struct Feed(mpsc::Receiver<Vec<u8>>, Vec<u8>);
 
+#[cfg(unix)]
 impl Read for Feed {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.1.is_empty() {
@@ -328,6 +338,7 @@ impl Read for Feed {
 }
 
 #[test]
+#[cfg(unix)] // SIGTERM; Windows stops a service through the service manager
 fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     let mut server = one_user(&[]);
     let content: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -348,14 +359,14 @@ fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     let (first, rest) = content.split_at(1 << 20);
     tx.send(first.to_vec()).unwrap();
     // The upload is in flight once the server stages it in tmp/.
-    let deadline = Instant::now() + common::PROCESS_TIMEOUT;
+    let deadline = Instant::now() + support::PROCESS_TIMEOUT;
     while temp_files(&server.data).is_empty() {
         assert!(Instant::now() < deadline, "the upload never started");
         std::thread::sleep(Duration::from_millis(10));
     }
     server.signal(libc::SIGTERM);
     // New connections are refused once the server is shutting down.
-    let deadline = Instant::now() + common::PROCESS_TIMEOUT;
+    let deadline = Instant::now() + support::PROCESS_TIMEOUT;
     while client().get(server.at("/api/v1/health")).send().is_ok() {
         assert!(Instant::now() < deadline, "still accepting after SIGTERM");
         std::thread::sleep(Duration::from_millis(10));

@@ -2,9 +2,9 @@
 //! that vanish mid-upload, a server killed mid-write, a full disk, a crowd uploading
 //! the same version, and the memory used by a 1 GiB upload.
 
-mod common;
+mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{BIN, Role, TestServer, sha256_hex, stored_versions, temp_dir, temp_files};
+use support::{BIN, Role, TestServer, sha256_hex, stored_versions, temp_files};
 
 const PW: &str = "correct horse";
 
@@ -162,7 +162,11 @@ fn sigkill_during_50_uploads_leaves_only_whole_versions() {
             s => panic!("f{i}: unexpected status {s}"),
         }
     }
+    // Stopped before fsck: gracefully where there are signals.
+    #[cfg(unix)]
     server.terminate();
+    #[cfg(not(unix))]
+    server.kill();
     let (code, report) = fsck(&server.data);
     assert_eq!(code, 0, "fsck found damage:\n{report}");
     assert!(report.contains("no damage"), "{report}");
@@ -210,11 +214,13 @@ fn twenty_clients_same_version_at_once_store_it_once() {
 }
 
 /// Mounts a small tmpfs for the duration of a test; unmounts on drop, even on panic.
+#[cfg(unix)]
 struct Tmpfs(tempfile::TempDir);
 
+#[cfg(unix)]
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = temp_dir();
+        let dir = support::temp_dir();
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "ects-test"])
             .arg(dir.path())
@@ -224,6 +230,7 @@ impl Tmpfs {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
@@ -231,6 +238,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
+#[cfg(unix)] // a Linux tmpfs and statvfs
 fn full_disk_answers_507_and_leaves_no_partial_file() {
     let Some(fs) = Tmpfs::mount("12m") else {
         eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
@@ -238,7 +246,7 @@ fn full_disk_answers_507_and_leaves_no_partial_file() {
     };
     let data = fs.0.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    common::add_user(&data, "asdf", Role::Student, PW);
+    support::add_user(&data, "asdf", Role::Student, PW);
     let server = TestServer::start(&data, &[]);
     let c = http();
     assert_eq!(put(&c, &server, "a.bin", body(1, 6 << 20)).unwrap().0, 201);
@@ -269,13 +277,15 @@ fn full_disk_answers_507_and_leaves_no_partial_file() {
 }
 
 /// A reader of `len` bytes of a repeating pattern, made without holding them all.
+#[cfg(target_os = "linux")]
 struct Pattern {
     block: Vec<u8>,
     left: u64,
     pos: usize,
 }
 
-impl Read for Pattern {
+#[cfg(target_os = "linux")]
+impl std::io::Read for Pattern {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = buf
             .len()
@@ -289,6 +299,7 @@ impl Read for Pattern {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // reads the peak memory from /proc
 fn one_gib_upload_keeps_server_memory_under_100_mib() {
     let server = TestServer::with_users(&[("asdf", Role::Student, PW)], &[]);
     let len: u64 = 1 << 30;

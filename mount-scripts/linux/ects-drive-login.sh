@@ -55,4 +55,6 @@ if [ ! -r "$ECTS_PASSWORD_FILE" ]; then
 fi
 
 echo "$(date '+%F %T') mounting $ECTS_MOUNTPOINT for $ECTS_USER" >>"$log"
+# exec, so the session's SIGTERM reaches ects. Exit code 77 (logged as "wrong user name
+# or password ... the drive was not mounted"): the server refused the password file.
 exec ects mount "$ECTS_MOUNTPOINT" >>"$log" 2>&1

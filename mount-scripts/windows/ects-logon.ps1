@@ -111,7 +111,8 @@ while (-not (Test-Path -LiteralPath "$Drive\")) {
             $why = (Get-Content -LiteralPath "$Log.err" -Tail 5) -join "`n"
             Add-Content -LiteralPath $Log -Value $why
         }
-        if ($why -match '401|password|credentials') {
+        # Exit code 77: the server refused the user name or password (nothing mounted).
+        if (($drive.HasExited -and $drive.ExitCode -eq 77) -or $why -match 'wrong user name or password') {
             # A wrong stored password: forget it, so the next logon asks again.
             Remove-Item -LiteralPath $PasswordFile -Force -ErrorAction SilentlyContinue
             Show-Problem "The B: drive could not sign in: the ects password was not accepted. Log off and on again to enter it once more.`n`n$why"

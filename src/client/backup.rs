@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::ignore::is_ignored;
 use super::spool::{OutcomeKind, Spool, SpoolEvent};
 use super::{ClientError, Remote};
+use crate::ignore::is_ignored;
 use crate::names::{RelPath, check_component};
 use crate::store::Digest;
 
@@ -253,7 +253,13 @@ impl HashCache {
     pub fn save(file: &Path, lines: &[(FileJob, Digest)]) -> io::Result<()> {
         let tmp = file.with_extension("tmp");
         {
-            let mut w = io::BufWriter::new(fs::File::create(&tmp)?);
+            // Owner-only, like the rest of the cache: it names the student's files.
+            let f = crate::client::private::file_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut w = io::BufWriter::new(f);
             for (job, d) in lines {
                 let line = CacheLine {
                     p: job.local.clone(),
@@ -455,7 +461,10 @@ pub fn run(
                     }
                     break;
                 }
-                if last_progress.elapsed() > opts.stall_timeout {
+                // A refused password pauses the spool: waiting longer changes nothing.
+                if last_progress.elapsed() > opts.stall_timeout
+                    || spool.status().credentials_refused
+                {
                     break;
                 }
             }

@@ -157,7 +157,10 @@ impl Remote {
             handle(&buf)?;
             end.ok_or_else(|| ClientError::Unreachable {
                 server: http.server.clone(),
-                reason: "the answer was cut off before its end; run the command again".into(),
+                reason: format!(
+                    "the answer from the ects server at {} was cut off before its end; run the command again",
+                    http.server
+                ),
             })
         })
     }

@@ -9,27 +9,24 @@ pub enum ClientError {
     /// Missing or bad settings (no server, no user, unreadable password file, bad CA file).
     #[error("{0}")]
     Config(String),
-    #[error(
-        "cannot reach the ects server at {server}: {reason}. Check the address (--server or ECTS_SERVER) and that the server is running"
-    )]
+    /// `reason` is a whole sentence ([`super::words::transport_failure`]).
+    #[error("{reason}")]
     Unreachable { server: String, reason: String },
     #[error(
-        "the ects server at {server} refused user {user:?}: wrong user name or password (check --user / ECTS_USER and the password)"
+        "the ects server at {server} refused user {user:?}: wrong user name or password, or the account is disabled (check --user / ECTS_USER and the password; ask your teacher)"
     )]
     Auth { server: String, user: String },
     #[error("the ects server at {server} refused the request: {message}")]
     Forbidden { server: String, message: String },
     #[error("not found on the server")]
     NotFound,
-    #[error("the ects server at {server} refused the request (HTTP {status}): {message}")]
+    #[error("{}", super::words::http_error(.server, *.status, .message))]
     Refused {
         server: String,
         status: u16,
         message: String,
     },
-    #[error(
-        "the ects server at {server} failed (HTTP {status}): {message}. Try again later or ask the admin to check the server's log"
-    )]
+    #[error("{}", super::words::http_error(.server, *.status, .message))]
     Server {
         server: String,
         status: u16,

@@ -134,7 +134,7 @@ impl Http {
     pub(crate) fn transport_error(&self, e: &reqwest::Error) -> ClientError {
         ClientError::Unreachable {
             server: self.server.clone(),
-            reason: describe(e),
+            reason: super::words::transport_failure(&self.server, &describe(e)),
         }
     }
 

@@ -328,7 +328,8 @@ fn statuses_map_to_refused_retryable_and_clear_errors() {
     );
     assert!(matches!(
         up.upload(&p("boom/x"), &file, &sha, 1),
-        Err(UploadError { class: ErrorClass::Transient, message: m, .. }) if m.contains("507")
+        Err(UploadError { class: ErrorClass::Transient, message: m, .. })
+            if m.contains("your space on the server is full")
     ));
 
     // Throttled: transient, and the server's Retry-After comes along for the spool.

@@ -10,17 +10,18 @@ pub mod collect;
 mod config;
 mod errors;
 mod http;
-pub mod ignore;
+pub(crate) mod private;
 mod remote;
 pub mod spool;
 mod upload;
+pub mod words;
 
 #[cfg(test)]
 mod mock_tests;
 
+pub use crate::ignore::is_ignored;
 pub use config::{ConnectConfig, default_cache_dir, spool_dir};
 pub use errors::ClientError;
-pub use ignore::is_ignored;
 pub use remote::Remote;
 pub use spool::{
     FailedUpload, Outcome, OutcomeKind, Spool, SpoolError, SpoolEvent, SpoolOptions, SpoolStatus,

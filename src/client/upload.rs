@@ -133,22 +133,15 @@ impl HttpUploader {
 
     fn classify(&self, status: StatusCode, body: &str, after: Option<Duration>) -> UploadError {
         let server = &self.remote.http.server;
-        let message = error_message(status, body);
         let s = status.as_u16();
-        let class = UploadError::class_of(s);
-        let message = match class {
-            ErrorClass::NeedsCredentials => format!("{AUTH_FAILED} (server {server})"),
-            ErrorClass::Transient => format!("server {server}: HTTP {status}: {message}"),
-            ErrorClass::Permanent => message,
-        };
-        UploadError::new(class, s, message).with_retry_after(after)
+        let message = super::words::http_failure(server, s, &error_message(status, body), after);
+        UploadError::new(UploadError::class_of(s), s, message).with_retry_after(after)
     }
 
     fn transport(&self, e: &reqwest::Error) -> UploadError {
-        UploadError::transient(format!(
-            "cannot reach the server {}: {}",
-            self.remote.http.server,
-            describe(e)
+        UploadError::transient(super::words::transport_failure(
+            &self.remote.http.server,
+            &describe(e),
         ))
     }
 }

@@ -52,8 +52,19 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     };
     let report = backup::run(&remote, &spool, &rx, walk, &opts, &|p| reporter.on(p));
     reporter.finish();
+    let refused = spool.status().credentials_refused;
     let left = spool.drain(Duration::ZERO);
     print_summary(&cfg, &report, left, &spool_dir(&cache));
+    if refused {
+        eprintln!(
+            "error: {}",
+            crate::client::ClientError::Auth {
+                server: cfg.server.clone(),
+                user: cfg.user.to_string(),
+            }
+        );
+        return Ok(ExitCode::from(super::EXIT_CREDENTIALS_REFUSED));
+    }
     Ok(if report.ok() && left == 0 {
         ExitCode::SUCCESS
     } else {
@@ -127,7 +138,11 @@ impl Reporter {
             Progress::Retrying { message, delay } => {
                 let mut last = self.last_retry.lock().unwrap_or_else(|e| e.into_inner());
                 if *last != message {
-                    self.line(format!("waiting   {message} (retrying, next in {delay:?})"));
+                    if delay.is_zero() {
+                        self.line(format!("stopped   {message}"));
+                    } else {
+                        self.line(format!("waiting   {message} (retrying, next in {delay:?})"));
+                    }
                     *last = message;
                 }
             }

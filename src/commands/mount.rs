@@ -10,7 +10,7 @@
     allow(dead_code, unused_imports)
 )]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::MountArgs;
 use crate::client::{
-    ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, StoreUploader, Uploader,
+    ClientError, ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, StoreUploader, Uploader,
     default_cache_dir, spool_dir,
 };
 #[cfg(unix)]
@@ -52,7 +52,6 @@ struct Backend {
     source: Arc<dyn VersionSource>,
     /// For the ready line, e.g. "embedded store at …".
     describe: String,
-    remote: Option<Remote>,
 }
 
 fn embedded(args: &MountArgs) -> anyhow::Result<Backend> {
@@ -81,13 +80,13 @@ fn embedded(args: &MountArgs) -> anyhow::Result<Backend> {
         describe: format!("embedded store at {}", data.display()),
         user,
         cache,
-        remote: None,
     })
 }
 
 fn server(args: &MountArgs) -> anyhow::Result<Backend> {
     let cfg = ConnectConfig::from_args(&args.connect)?;
     let remote = Remote::connect(&cfg)?;
+    check_credentials(&remote)?;
     let cache = match &args.cache {
         Some(c) => c.clone(),
         None => default_cache_dir(&cfg.server, &cfg.user)
@@ -99,8 +98,45 @@ fn server(args: &MountArgs) -> anyhow::Result<Backend> {
         describe: format!("server {}", remote.server()),
         user: cfg.user,
         cache,
-        remote: Some(remote),
     })
+}
+
+/// How long the mount waits for the server to answer the credential check before it
+/// mounts anyway (offline is fine: saving never needs the server).
+const LOGIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Refuses to mount when the server refuses the password: a drive that can never upload
+/// would look fine while nothing reaches the server. Unreachable (or slow) → mount
+/// offline; the spool shows a later refusal in the status.
+fn check_credentials(remote: &Remote) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let r = remote.clone();
+    std::thread::Builder::new()
+        .name("ects-login".into())
+        .spawn(move || {
+            let _ = tx.send(r.check_login());
+        })
+        .context("starting the sign-in check")?;
+    match rx.recv_timeout(LOGIN_WAIT) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e @ ClientError::Auth { .. })) => {
+            Err(anyhow::Error::new(e).context("the drive was not mounted"))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(
+                error = %e,
+                "cannot reach the server now; saving locally, uploads follow when it answers"
+            );
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the server did not answer the sign-in check within {LOGIN_WAIT:?}; \
+                 saving locally, uploads follow when it answers"
+            );
+            Ok(())
+        }
+    }
 }
 
 pub fn mount(args: MountArgs) -> anyhow::Result<ExitCode> {
@@ -142,31 +178,18 @@ fn prepare(args: &MountArgs) -> anyhow::Result<Prepared> {
         uploader,
         source,
         describe,
-        remote,
     } = if args.connect.server.is_some() {
         server(args)?
     } else {
         embedded(args)?
     };
-    fs::create_dir_all(&cache)
+    // Owner-only: it holds copies of the student's work (docs/SEMANTICS.md).
+    crate::client::private::create_dir(&cache)
         .with_context(|| format!("creating the cache folder {}", cache.display()))?;
     let _cache_lock = lock_cache(&cache)?;
     let spool = Spool::open(&spool_dir(&cache), uploader, SpoolOptions::default())
         .with_context(|| format!("opening the upload spool in {}", cache.display()))?;
     let sink: Arc<dyn VersionSink> = Arc::new(spool);
-    if let Some(remote) = remote {
-        // Offline is fine; a wrong password is worth saying at once.
-        let _ = std::thread::Builder::new()
-            .name("ects-login".into())
-            .spawn(move || {
-                if let Err(e) = remote.check_login() {
-                    tracing::warn!(
-                        error = %e,
-                        "cannot reach the server now; saving locally, uploads follow when it answers"
-                    );
-                }
-            });
-    }
     let options = DriveOptions {
         files: cache.join("files"),
         index_file: cache.join("drive-index.json"),
@@ -255,13 +278,15 @@ fn mount_fuse(args: MountArgs) -> anyhow::Result<ExitCode> {
         passthrough,
         Duration::from_secs(args.drain_timeout),
         |mode| {
+            // The I/O mode is for the admin's log, not for the student's banner.
+            let io = match mode {
+                IoMode::Passthrough => "kernel passthrough",
+                IoMode::Writeback => "kernel writeback cache",
+                IoMode::Plain => "no kernel cache",
+            };
+            tracing::info!(io, "drive mounted");
             println!(
-                "ects: drive mounted at {at} (user {user}, {describe}, {}); Ctrl-C to unmount",
-                match mode {
-                    IoMode::Passthrough => "kernel passthrough",
-                    IoMode::Writeback => "writeback cache",
-                    IoMode::Plain => "no kernel cache",
-                }
+                "ects: drive mounted at {at} for {user}, versions go to the {describe}; Ctrl-C to unmount"
             );
         },
     )?;
@@ -344,7 +369,7 @@ fn default_cache(data: &Path, user: &UserName) -> anyhow::Result<PathBuf> {
 
 /// One drive per cache folder: a second one would fight over the same files.
 fn lock_cache(cache: &Path) -> anyhow::Result<File> {
-    let file = OpenOptions::new()
+    let file = crate::client::private::file_options()
         .create(true)
         .truncate(false)
         .write(true)

@@ -37,8 +37,12 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         limits: Limits {
             max_file_size: args.max_file_size,
             quota: args.quota,
+            body_timeout: args.body_timeout,
+            max_uploads_per_user: args.max_uploads_per_user,
+            max_uploads: args.max_uploads,
         },
         allow_registration: args.allow_registration,
+        tls: args.tls_cert.is_some(),
     };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -90,6 +94,10 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             listener,
             server::router(state),
             tls,
+            server::ServeOptions {
+                header_timeout: args.header_timeout,
+                max_connections_per_address: args.max_connections_per_address,
+            },
             server::shutdown_signal,
         )
         .await

@@ -5,14 +5,24 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::cli::StatusArgs;
-use crate::client::{ConnectConfig, Remote, SpoolStatus, render_status, spool_dir};
-use crate::names::UserName;
+use std::sync::Arc;
+
+use crate::client::spool::SpoolError;
+use crate::client::{
+    ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions, SpoolStatus, UploadError, Uploader,
+    render_status, spool_dir,
+};
+use crate::names::{RelPath, UserName};
+use crate::store::Digest;
 
 /// `ects status [--cache DIR] [--server URL]`: the spool of a drive or backup, read
 /// without taking it over (works while the drive runs). Exit 1 when uploads failed.
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.wait {
         return wait_for_uploads(&args);
+    }
+    if args.retry_failed || args.dismiss {
+        return fix_failed(&args);
     }
     let spools = find_spools(&args)?;
     let reachable = args
@@ -39,6 +49,89 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Where `--dismiss` puts the bytes of failed versions: `<cache>/not-uploaded/<path>`.
+const NOT_UPLOADED: &str = "not-uploaded";
+
+/// `ects status --retry-failed` / `--dismiss`: takes the spool over (so the drive must
+/// not be running on it), re-queues or dismisses the failed versions, and records it.
+fn fix_failed(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let spools = find_spools(args)?;
+    let [dir] = spools.as_slice() else {
+        bail!(
+            "{} upload spools here; say which with --cache DIR (or --server and --user)",
+            spools.len()
+        );
+    };
+    let send_now = args.retry_failed && args.connect.server.is_some();
+    let uploader: Arc<dyn Uploader> = if send_now {
+        let cfg = ConnectConfig::from_args(&args.connect)?;
+        Arc::new(HttpUploader::new(&Remote::connect(&cfg)?))
+    } else {
+        Arc::new(NotNow)
+    };
+    let workers = if send_now { 2 } else { 0 };
+    let spool = Spool::open(
+        dir,
+        uploader,
+        SpoolOptions {
+            workers,
+            ..SpoolOptions::default()
+        },
+    )
+    .map_err(|e| match e {
+        SpoolError::Locked(_) => anyhow::anyhow!(
+            "{e}: unmount the drive (or let the backup finish) first, then run this again"
+        ),
+        e => e.into(),
+    })?;
+    if args.dismiss {
+        let cache = dir.parent().unwrap_or(dir);
+        let moved = spool.dismiss_failed(&cache.join(NOT_UPLOADED))?;
+        for (path, to) in &moved {
+            println!("dismissed {path}: its bytes are in {}", to.display());
+        }
+        println!("{} failed upload(s) dismissed", moved.len());
+        spool.drain(Duration::ZERO);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = spool.retry_failed();
+    if !send_now {
+        spool.drain(Duration::ZERO);
+        println!("{n} failed upload(s) queued again; they are sent at the next mount or backup");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{n} failed upload(s) queued again; sending");
+    let left = spool.drain(Duration::from_secs(args.timeout.unwrap_or(60)));
+    let status = spool.status();
+    print!("{}", render_status(&status));
+    Ok(if left == 0 && status.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The uploader of a spool opened without workers: never called.
+struct NotNow;
+
+impl Uploader for NotNow {
+    fn exists(&self, _: &RelPath, _: &Digest) -> Result<bool, UploadError> {
+        Err(UploadError::transient("not sending from `ects status`"))
+    }
+    fn upload(&self, _: &RelPath, _: &Path, _: &Digest, _: u64) -> Result<(), UploadError> {
+        Err(UploadError::transient("not sending from `ects status`"))
+    }
+}
+
+/// The paths of the oldest waiting versions, one per line.
+fn print_waiting(statuses: &[SpoolStatus]) {
+    for s in statuses {
+        for p in &s.waiting {
+            println!("  {p}");
+        }
+    }
 }
 
 /// Exit code of `ects status --wait` when --timeout passed with uploads still pending.
@@ -71,7 +164,11 @@ fn wait_for_uploads(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 for s in &statuses {
                     print!("{}", render_status(s));
                 }
-                println!("all uploads done, but {failed} were refused by the server (see above)");
+                println!(
+                    "all uploads done, but {failed} were refused by the server (see above); \
+                     `ects status --retry-failed` sends them again once the cause is fixed, \
+                     `ects status --dismiss` takes them off the list (their bytes are kept)"
+                );
                 return Ok(ExitCode::from(1));
             }
             println!("all uploads done");
@@ -86,13 +183,15 @@ fn wait_for_uploads(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 args.timeout.unwrap_or(0),
                 crate::client::spool::human_bytes(bytes),
             );
+            print_waiting(&statuses);
             return Ok(ExitCode::from(TIMED_OUT));
         }
         if !announced {
             println!(
-                "waiting for {pending} version(s) ({}) to upload",
+                "waiting for {pending} version(s) ({}) to upload:",
                 crate::client::spool::human_bytes(bytes)
             );
+            print_waiting(&statuses);
             announced = true;
         }
         let step = Duration::from_millis(250);
@@ -132,9 +231,15 @@ fn find_spools(args: &StatusArgs) -> anyhow::Result<Vec<PathBuf>> {
     if let (Some(server), Some(user)) = (&args.connect.server, &args.connect.user)
         && let Ok(user) = UserName::parse(user)
         && let Some(cache) = crate::client::default_cache_dir(server, &user)
-        && is_spool(&spool_dir(&cache))
     {
-        return Ok(vec![spool_dir(&cache)]);
+        // This drive's spool, never every spool on the computer.
+        if is_spool(&spool_dir(&cache)) {
+            return Ok(vec![spool_dir(&cache)]);
+        }
+        bail!(
+            "no upload spool for {user} at {server} in {} (nothing was saved there yet)",
+            cache.display()
+        );
     }
     let user = UserName::parse("x").ok();
     let base = user

@@ -65,12 +65,14 @@ pub async fn check_password(
     if let Some(t) = &throttle
         && let Err(wait) = t.check(addr, &name)
     {
-        tracing::warn!(user = %name, ?addr, "sign-in refused: too many failures");
+        // `?`: the name is the caller's, unchecked; Debug escapes control characters
+        // so it cannot forge log lines.
+        tracing::warn!(user = ?name, ?addr, "sign-in refused: too many failures");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "too many failed sign-ins; try again in {} minutes",
-                wait.as_secs().div_ceil(60)
+                "too many failed sign-ins; try again in {}",
+                crate::client::words::plural(wait.as_secs().div_ceil(60), "minute")
             ),
         ));
     }
@@ -79,7 +81,10 @@ pub async fn check_password(
     let who = name.clone();
     let (result, guessed) = tokio::task::spawn_blocking(move || {
         let auth = match users.authenticate(&who, &password) {
-            Ok(auth) => auth,
+            Ok(auth) => {
+                *LAST_USERS_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                auth
+            }
             Err(e) => return (Err(users_error(e)), false),
         };
         match auth {
@@ -87,17 +92,15 @@ pub async fn check_password(
             Auth::UnknownUser if allow_registration => {
                 (register(&users, &who, &password, addr), false)
             }
-            Auth::UnknownUser => {
-                equalize_timing(&password);
-                (Err(ApiError::unauthorized(WRONG)), true)
+            // The store spent one argon2 check on an unknown name too (see
+            // `UserDb::authenticate`), so neither time nor answer tells which names exist.
+            Auth::UnknownUser | Auth::WrongPassword => (Err(ApiError::unauthorized(WRONG)), true),
+            // The right password for a disabled account: the same answer as a wrong one,
+            // or the answer would confirm a guessed password. Not counted as a guess.
+            Auth::Disabled => {
+                tracing::info!(user = %who, "sign-in refused: the account is disabled");
+                (Err(ApiError::unauthorized(WRONG)), false)
             }
-            Auth::WrongPassword => (Err(ApiError::unauthorized(WRONG)), true),
-            Auth::Disabled => (
-                Err(ApiError::unauthorized(
-                    "this account is disabled; ask a teacher or the server's administrator",
-                )),
-                false,
-            ),
         }
     })
     .await?;
@@ -150,22 +153,25 @@ fn register(
     }
 }
 
-/// Spends on an unknown name the time a wrong password costs (one argon2 check), so
-/// response times do not tell which names exist.
-fn equalize_timing(password: &str) {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| crate::users::hash_password("not a real password").ok());
-    if let Some(phc) = dummy
-        && let Ok(hash) = PasswordHash::new(phc)
-    {
-        let _ = argon2::Argon2::default().verify_password(password.as_bytes(), &hash);
-    }
-}
-
+/// A users.toml the server cannot read fails every sign-in; its error (which names the
+/// file and the fix) is logged once per distinct message, not once per request.
 fn users_error(e: UsersError) -> ApiError {
+    let message = e.to_string();
+    let mut last = LAST_USERS_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    if last.as_deref() == Some(message.as_str()) {
+        tracing::debug!(error = %message, "the user database is still unreadable");
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            super::error::STORAGE_FAILED,
+        );
+    }
+    *last = Some(message);
     ApiError::internal("reading the user database failed", &e)
 }
+
+/// The user-database error logged last; cleared when the database reads again, so a
+/// new failure is logged again.
+static LAST_USERS_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Name and password from `Authorization: Basic …`, if well-formed UTF-8.
 fn basic_credentials(parts: &Parts) -> Option<(String, String)> {

@@ -469,11 +469,13 @@ mod tests {
 
     #[test]
     fn picks_by_deadline_and_reports_missing() {
-        let store = MemStore::new();
+        use crate::store::Clock;
+        let clock = crate::store::ManualClock::starting_at(Utc::now());
+        let store = MemStore::with_clock(clock.clone());
         let v1 = put(&store, "alice", "Docs/essay.txt", b"draft");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let deadline = Utc::now();
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        clock.advance(chrono::Duration::seconds(1));
+        // "Strictly before": a version stored at the deadline itself is late.
+        let deadline = clock.now();
         let v2 = put(&store, "alice", "Docs/essay.txt", b"final");
         let late = put(&store, "bob", "Docs/essay.txt", b"late");
         put(&store, "bob", "Docs/other.txt", b"x");

@@ -8,6 +8,10 @@ use axum::response::{IntoResponse, Response};
 use crate::names::NameError;
 use crate::store::{DigestParseError, StoreError};
 
+/// The client's whole answer to a 500: the detail (server paths) stays in the log.
+pub const STORAGE_FAILED: &str =
+    "the server could not read or write its storage; the error is in the server's log";
+
 /// A refused or failed request.
 #[derive(Debug)]
 pub struct ApiError {
@@ -78,10 +82,7 @@ impl ApiError {
     /// that something went wrong on the server's side.
     pub fn internal(context: &str, detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(%detail, "{context}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the server could not read or write its storage; the error is in the server's log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, STORAGE_FAILED)
     }
 
     pub fn status(&self) -> StatusCode {
@@ -124,11 +125,29 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        // A valid path can still be too long for the server's disk once the data folder
+        // is prepended (PATH_MAX): the client's name to shorten, not a server fault.
+        if let StoreError::Io(io) = &e
+            && is_name_too_long(io)
+        {
+            return Self::bad_request(
+                "name too long: this path is longer than the server's disk allows; \
+                 use shorter folder or file names",
+            );
+        }
         match crate::api::store_error_status(&e).and_then(|s| StatusCode::from_u16(s).ok()) {
             Some(status) => Self::new(status, e.to_string()),
             None => Self::internal("storage error", &e),
         }
     }
+}
+
+fn is_name_too_long(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        return true;
+    }
+    e.kind() == std::io::ErrorKind::InvalidFilename
 }
 
 impl From<NameError> for ApiError {

@@ -7,10 +7,12 @@
 
 mod auth;
 mod collect;
+mod conn_limit;
 mod download;
 mod error;
 mod files;
 pub mod glob;
+mod keep_body;
 mod legacy;
 mod log;
 mod serve;
@@ -32,18 +34,36 @@ pub use crate::api::{
     UserEntry, csv_field, manifest_row,
 };
 pub use error::ApiError;
-pub use serve::{SHUTDOWN_GRACE, serve, shutdown_signal};
+pub use serve::{SHUTDOWN_GRACE, ServeOptions, serve, shutdown_signal};
 
 use crate::store::Store;
 use crate::users::UserDb;
 
-/// Size limits of one server.
+/// Size and resource limits of one server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest version accepted (`--max-file-size`).
     pub max_file_size: u64,
     /// Bytes each user may store in all (`--quota`).
     pub quota: Option<u64>,
+    /// An upload body silent this long is dropped (`--body-timeout`).
+    pub body_timeout: std::time::Duration,
+    /// Uploads in progress per user (`--max-uploads-per-user`).
+    pub max_uploads_per_user: usize,
+    /// Uploads in progress in all (`--max-uploads`).
+    pub max_uploads: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 4 << 30,
+            quota: None,
+            body_timeout: std::time::Duration::from_secs(30),
+            max_uploads_per_user: 8,
+            max_uploads: 128,
+        }
+    }
 }
 
 /// What every request handler shares.
@@ -54,6 +74,8 @@ pub struct AppState {
     pub limits: Limits,
     /// `--allow-registration`: an unknown name signs up as a student on first use.
     pub allow_registration: bool,
+    /// Served over TLS: the web session cookie is marked `Secure`.
+    pub tls: bool,
 }
 
 /// Methods allowed on files; everything else (DELETE, PATCH, POST…) is a 405.
@@ -105,5 +127,7 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(Arc::new(web::session::Sessions::new())))
         .layer(Extension(Arc::new(throttle::Throttle::new())))
         .layer(axum::middleware::from_fn(log::log_requests))
+        // Outermost: a refused request's body outlives the response (HTTP/2 resets).
+        .layer(axum::middleware::from_fn(keep_body::keep_request_body))
         .with_state(state)
 }

@@ -8,10 +8,32 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use hyper_util::rt::TokioTimer;
+
+use super::conn_limit::{FirstByteDeadline, PerAddressLimit};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Connection-level limits against clients that hold connections open.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// How long a client may take to send a request's headers (`--header-timeout`). It
+    /// also closes HTTP/1 keep-alive connections that stay idle that long.
+    pub header_timeout: Duration,
+    /// Open connections allowed from one address (`--max-connections-per-address`).
+    pub max_connections_per_address: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(30),
+            max_connections_per_address: 256,
+        }
+    }
+}
 
 /// Serves `app` on an already bound `listener` until a `signal()` completes, then stops
 /// accepting and waits up to [`SHUTDOWN_GRACE`] for open requests; a second `signal()`
@@ -20,6 +42,7 @@ pub async fn serve<S, F>(
     listener: TcpListener,
     app: Router,
     tls: Option<RustlsConfig>,
+    options: ServeOptions,
     signal: S,
 ) -> io::Result<()>
 where
@@ -42,18 +65,32 @@ where
     });
     // The peer address feeds sign-in throttling.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let limit = PerAddressLimit::new(options.max_connections_per_address);
+    let configure = |builder: &mut hyper_util::server::conn::auto::Builder<_>| {
+        // Without a timer hyper enforces no header timeout at all.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_timeout);
+        // Pings find dead HTTP/2 peers; their streams end with the connection.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(options.header_timeout));
+    };
     match tls {
         Some(config) => {
-            axum_server::from_tcp_rustls(listener, config)
-                .handle(handle)
-                .serve(service)
-                .await
+            let tls = RustlsAcceptor::new(config).acceptor(limit);
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(FirstByteDeadline::new(tls, options.header_timeout));
+            configure(server.http_builder());
+            server.handle(handle).serve(service).await
         }
         None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(service)
-                .await
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(FirstByteDeadline::new(limit, options.header_timeout));
+            configure(server.http_builder());
+            server.handle(handle).serve(service).await
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The store contract, run against every backend: whatever passes here behaves the
 //! same behind the server and the drive.
 
+use std::sync::Arc;
+
 use super::*;
 
 fn user(s: &str) -> UserName {
@@ -19,7 +21,12 @@ fn read_all(store: &dyn Store, u: &str, p: &str, d: &Digest) -> Vec<u8> {
     out
 }
 
-fn contract(store: &dyn Store) {
+/// 2026-09-01 08:00:00 UTC: a fixed start, so times in failures read the same every run.
+fn term_start() -> Arc<ManualClock> {
+    ManualClock::starting_at(chrono::DateTime::from_timestamp(1_788_249_600, 0).unwrap())
+}
+
+fn contract(store: &dyn Store, clock: &ManualClock) {
     // New, then the same again: one version, second answer created=false, same time.
     let first = put(store, "asdf", "Documents/a.txt", b"one").unwrap();
     assert!(first.created);
@@ -29,9 +36,15 @@ fn contract(store: &dyn Store) {
     assert!(!again.created);
     assert_eq!(again.version, first.version);
 
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    clock.advance(chrono::Duration::seconds(1));
     let second = put(store, "asdf", "Documents/a.txt", b"two").unwrap();
     assert!(second.created);
+    // stored_at is the store's clock at the commit, exactly (the disk keeps it too).
+    assert_eq!(first.version.stored_at, term_start().now());
+    assert_eq!(
+        second.version.stored_at - first.version.stored_at,
+        chrono::Duration::seconds(1)
+    );
     let versions = store
         .versions(&user("asdf"), &path("Documents/a.txt"))
         .unwrap();
@@ -155,14 +168,16 @@ fn contract(store: &dyn Store) {
 
 #[test]
 fn mem_store_contract() {
-    contract(&MemStore::new());
+    let clock = term_start();
+    contract(&MemStore::with_clock(clock.clone()), &clock);
 }
 
 #[test]
 fn fs_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).unwrap();
-    contract(&store);
+    let clock = term_start();
+    let store = FsStore::open(dir.path()).unwrap().with_clock(clock.clone());
+    contract(&store, &clock);
     // Layout exactly as SPEC §2, nothing left in tmp/, fsck clean.
     let v = dir
         .path()

@@ -17,14 +17,16 @@
 //! anything that would mix the two is refused as a collision (409).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
+use super::clock::{self, Clock};
 use super::journal::{Journal, JournalEvent};
+use super::private;
 use super::{
     Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree, TreeFile,
     VersionInfo, VersionRead,
@@ -41,6 +43,7 @@ pub struct FsStore {
     tmp: PathBuf,
     journal: Journal,
     quota: Option<u64>,
+    clock: Arc<dyn Clock>,
     user_locks: Mutex<HashMap<UserName, Arc<Mutex<()>>>>,
     usage: Mutex<HashMap<UserName, u64>>,
     /// Held for the store's lifetime: one process owns a data folder at a time, so the
@@ -56,9 +59,9 @@ impl FsStore {
         let tmp = data.join("tmp");
         let journal_dir = data.join("journal");
         for dir in [data, &uploads, &tmp, &journal_dir] {
-            fs::create_dir_all(dir).map_err(StoreError::from_disk)?;
+            private::create_dir_all(dir).map_err(StoreError::from_disk)?;
         }
-        let lock = OpenOptions::new()
+        let lock = private::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -92,6 +95,7 @@ impl FsStore {
             tmp,
             journal: Journal::new(journal_dir),
             quota: None,
+            clock: clock::system(),
             user_locks: Mutex::default(),
             usage: Mutex::default(),
             _lock: lock,
@@ -101,6 +105,12 @@ impl FsStore {
     /// Limits the bytes each user may store (each version counted once).
     pub fn with_quota(mut self, quota: Option<u64>) -> Self {
         self.quota = quota;
+        self
+    }
+
+    /// Takes `stored_at` times from `clock` (tests advance a [`super::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -174,7 +184,7 @@ impl FsStore {
         let mut parent = dir.clone();
         for component in std::iter::once(user.as_str()).chain(path.components()) {
             dir.push(component);
-            match fs::create_dir(&dir) {
+            match private::create_dir(&dir) {
                 Ok(()) => dirty.push(parent.clone()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -280,7 +290,7 @@ impl Store for FsStore {
         let mut stored_at = None;
         if !target.exists() {
             let file = tmp.as_file();
-            file.set_modified(crate::store::now().into())
+            file.set_modified(self.clock.now().into())
                 .map_err(StoreError::from_disk)?;
             file.sync_all().map_err(StoreError::from_disk)?;
             // Read back what the filesystem kept, so the answer equals every later listing.
@@ -303,7 +313,7 @@ impl Store for FsStore {
             // durable before we, too, report it as stored.
             sync_dir(&container).map_err(StoreError::from_disk)?;
             self.journal
-                .append(user, path, &existing, false)
+                .append(user, path, &existing, false, self.clock.now())
                 .map_err(StoreError::from_disk)?;
             return Ok(PutOutcome {
                 version: existing,
@@ -345,7 +355,7 @@ impl Store for FsStore {
             stored_at,
         };
         self.journal
-            .append(user, path, &version, true)
+            .append(user, path, &version, true, stored_at)
             .map_err(StoreError::from_disk)?;
         Ok(PutOutcome {
             version,

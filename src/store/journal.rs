@@ -2,7 +2,7 @@
 //! accepted upload (new version or repeat). It is never rewritten; it lets an admin
 //! (and the tests) see exactly what arrived and when, independent of any client's word.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
 
@@ -52,13 +52,11 @@ impl Journal {
         path: &RelPath,
         version: &VersionInfo,
         created: bool,
+        now: DateTime<Utc>,
     ) -> io::Result<()> {
+        // A new version's event carries its stored_at; a repeat carries when it was seen.
         let event = JournalEvent {
-            time: if created {
-                version.stored_at
-            } else {
-                super::now()
-            },
+            time: if created { version.stored_at } else { now },
             path: path.as_str().to_owned(),
             sha256: version.sha256,
             size: version.size,
@@ -70,7 +68,7 @@ impl Journal {
         };
         let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut file = OpenOptions::new()
+        let mut file = super::private::open_options()
             .create(true)
             .append(true)
             .open(self.file(user))?;

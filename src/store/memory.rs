@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::clock::{self, Clock};
 use super::fs::lock;
 use super::{
     Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree, TreeFile,
@@ -17,14 +18,29 @@ type Versions = Vec<(VersionInfo, Vec<u8>)>;
 
 /// An in-memory [`Store`]. Same rules as [`super::FsStore`]: write-once versions,
 /// repeats succeed with `created: false`, files and folders never share a name.
-#[derive(Default)]
 pub struct MemStore {
     files: Mutex<BTreeMap<Key, Versions>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::with_clock(clock::system())
+    }
 }
 
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose `stored_at` times come from `clock` (tests advance a
+    /// [`super::ManualClock`] instead of sleeping).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            files: Mutex::default(),
+            clock,
+        }
     }
 }
 
@@ -95,7 +111,7 @@ impl Store for MemStore {
         let version = VersionInfo {
             sha256: staged.digest,
             size: staged.size,
-            stored_at: crate::store::now(),
+            stored_at: self.clock.now(),
         };
         versions.push((version.clone(), bytes));
         Ok(PutOutcome {

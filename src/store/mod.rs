@@ -10,11 +10,13 @@
 //! and the server calls it from `spawn_blocking`, streaming request bodies through a
 //! bridge so that memory stays bounded for any file size.
 
+mod clock;
 mod digest;
 mod fs;
 mod fsck;
 mod journal;
 mod memory;
+pub mod private;
 
 use std::io::{self, Read, Seek};
 
@@ -22,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::durable::sync_dir;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{Digest, DigestParseError, HashingReader};
 pub use fs::FsStore;
 pub use fsck::{FsckReport, WrongTime, fsck, fsck_repair_times};
@@ -210,11 +213,6 @@ pub trait Store: Send + Sync {
 
     /// Bytes stored by `user` (each version counted once).
     fn usage(&self, user: &UserName) -> Result<u64, StoreError>;
-}
-
-/// Reads a journal or listing time written by this crate.
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now()
 }
 
 #[cfg(test)]

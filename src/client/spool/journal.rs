@@ -4,6 +4,12 @@
 //! A capture's record is appended only after its data file is durable, so a record
 //! always names whole data; a data file without a record is a capture cut off by a
 //! crash and is discarded. A torn last line (a crash mid-append) is skipped.
+//!
+//! Each line is `<HMAC-SHA256 in hex> <JSON record>`, keyed with `journal.key` (32
+//! random bytes, owner-only, created once beside the journal). A record whose MAC does
+//! not verify was not written by this spool (planted, edited, or from before the key
+//! existed): it is never acted on. Its count is kept and shown in the status, and the
+//! data a foreign capture names is moved to `refused/`, never uploaded.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -11,13 +17,78 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use super::status::{FailedUpload, LastError, LostCapture};
 use crate::store::Digest;
 
 pub(super) const JOURNAL: &str = "journal.log";
 const JOURNAL_TMP: &str = "journal.log.tmp";
+pub(super) const KEY: &str = "journal.key";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The spool's journal key.
+#[derive(Clone)]
+pub(super) struct Key([u8; 32]);
+
+impl Key {
+    /// Reads `journal.key`, creating it (owner-only, durable) the first time.
+    pub(super) fn load_or_create(dir: &Path) -> io::Result<Key> {
+        if let Some(k) = Self::load(dir)? {
+            return Ok(k);
+        }
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        let path = dir.join(KEY);
+        let mut f = crate::client::private::file_options()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        crate::durable::sync_dir(dir)?;
+        Ok(Key(bytes))
+    }
+
+    /// Reads `journal.key`; `None` when there is none yet.
+    pub(super) fn load(dir: &Path) -> io::Result<Option<Key>> {
+        match fs::read(dir.join(KEY)) {
+            Ok(b) => <[u8; 32]>::try_from(b.as_slice())
+                .map(|k| Some(Key(k)))
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is not a spool journal key (wrong length)", KEY),
+                    )
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes a key of any length; 32 bytes cannot fail.
+        <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+    }
+
+    fn sign(&self, json: &[u8]) -> String {
+        let mut m = self.mac();
+        m.update(json);
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    fn verify(&self, json: &[u8], tag_hex: &[u8]) -> bool {
+        let Ok(tag) = hex::decode(tag_hex) else {
+            return false;
+        };
+        let mut m = self.mac();
+        m.update(json);
+        m.verify_slice(&tag).is_ok()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "snake_case")]
@@ -43,6 +114,8 @@ pub(super) enum Record {
     },
     /// A failed entry queued again by hand.
     Retry { id: u64 },
+    /// A failed entry taken off the list by hand (its bytes moved out of the spool).
+    Dismissed { id: u64 },
     /// A version that could not be copied into the spool: never queued, shown until a
     /// later capture of the same path.
     Lost {
@@ -54,7 +127,13 @@ pub(super) enum Record {
     Error {
         time: DateTime<Utc>,
         message: String,
+        /// The server refused the password (401): uploads wait for a new start.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        credentials: bool,
     },
+    /// Journal records refused so far because their MAC did not verify (kept across
+    /// compactions so the status keeps saying so).
+    Foreign { lines: u64, time: DateTime<Utc> },
 }
 
 /// A capture as the journal knows it.
@@ -75,10 +154,23 @@ pub(super) struct Replayed {
     pub done: u64,
     pub next_id: u64,
     pub last_error: Option<LastError>,
+    /// The newest error was a refused password, and nothing was stored since.
+    pub credentials_refused: bool,
     /// Versions lost at capture, by path (the newest per path).
     pub lost: BTreeMap<String, LostCapture>,
     /// Lines that did not parse (a torn last line after a crash).
     pub bad_lines: usize,
+    /// Records refused for a missing or wrong MAC: ever (with the newest time), and
+    /// the capture ids they named in this replay (their data is not ours to send).
+    pub foreign: Option<ForeignRecords>,
+    pub foreign_ids: std::collections::BTreeSet<u64>,
+}
+
+/// Journal records the spool refused because it did not write them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignRecords {
+    pub lines: u64,
+    pub time: DateTime<Utc>,
 }
 
 impl Replayed {
@@ -109,6 +201,7 @@ impl Replayed {
                 );
             }
             Record::Done { id } => {
+                self.credentials_refused = false;
                 if self.pending.remove(&id).is_some() || self.failed.remove(&id).is_some() {
                     self.done += 1;
                 }
@@ -132,6 +225,9 @@ impl Replayed {
                     self.failed.insert(id, (c, f));
                 }
             }
+            Record::Dismissed { id } => {
+                self.failed.remove(&id);
+            }
             Record::Retry { id } => {
                 if let Some((c, _)) = self.failed.remove(&id) {
                     self.pending.insert(id, c);
@@ -151,10 +247,34 @@ impl Replayed {
                     },
                 );
             }
-            Record::Error { time, message } => {
+            Record::Error {
+                time,
+                message,
+                credentials,
+            } => {
+                self.credentials_refused = credentials;
                 self.last_error = Some(LastError { time, message });
             }
+            Record::Foreign { lines, time } => {
+                let before = self.foreign.as_ref().map_or(0, |f| f.lines);
+                self.foreign = Some(ForeignRecords {
+                    lines: before + lines,
+                    time,
+                });
+            }
         }
+    }
+
+    /// A record that failed its MAC check: counted, never applied.
+    fn refuse(&mut self, rec: Option<Record>) {
+        if let Some(Record::Capture { id, .. }) = rec {
+            self.foreign_ids.insert(id);
+        }
+        let lines = self.foreign.as_ref().map_or(0, |f| f.lines) + 1;
+        self.foreign = Some(ForeignRecords {
+            lines,
+            time: Utc::now(),
+        });
     }
 
     /// The records that rebuild this state, for a compaction.
@@ -192,6 +312,13 @@ impl Replayed {
             out.push(Record::Error {
                 time: e.time,
                 message: e.message.clone(),
+                credentials: self.credentials_refused,
+            });
+        }
+        if let Some(f) = &self.foreign {
+            out.push(Record::Foreign {
+                lines: f.lines,
+                time: f.time,
             });
         }
         out
@@ -208,8 +335,9 @@ pub(super) fn capture_record(c: &CaptureRec) -> Record {
     }
 }
 
-/// Reads a journal (missing = empty). Never writes.
-pub(super) fn replay(dir: &Path) -> io::Result<Replayed> {
+/// Reads a journal (missing = empty), applying only records `key` signed (none when
+/// there is no key). Never writes.
+pub(super) fn replay(dir: &Path, key: Option<&Key>) -> io::Result<Replayed> {
     let mut state = Replayed::default();
     let file = match File::open(dir.join(JOURNAL)) {
         Ok(f) => f,
@@ -221,18 +349,37 @@ pub(super) fn replay(dir: &Path) -> io::Result<Replayed> {
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Record>(&line) {
-            Ok(rec) => state.apply(rec),
-            Err(_) => state.bad_lines += 1,
+        let (tag, json) = match line.iter().position(|&b| b == b' ') {
+            Some(i) => (&line[..i], &line[i + 1..]),
+            None => (&b""[..], &line[..]),
+        };
+        let parsed = serde_json::from_slice::<Record>(json)
+            .or_else(|_| serde_json::from_slice::<Record>(&line))
+            .ok();
+        let signed = key.is_some_and(|k| k.verify(json, tag));
+        match (signed, parsed) {
+            (true, Some(rec)) => state.apply(rec),
+            // Torn by a crash mid-append (or junk): nothing to act on.
+            (_, None) => state.bad_lines += 1,
+            (false, rec) => {
+                tracing::warn!(
+                    line = %String::from_utf8_lossy(&line),
+                    "refused a spool journal record this spool did not write"
+                );
+                state.refuse(rec)
+            }
         }
     }
     Ok(state)
 }
 
-fn encode(records: &[Record]) -> io::Result<Vec<u8>> {
+fn encode(records: &[Record], key: &Key) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     for r in records {
-        serde_json::to_writer(&mut buf, r).map_err(io::Error::other)?;
+        let json = serde_json::to_vec(r).map_err(io::Error::other)?;
+        buf.extend_from_slice(key.sign(&json).as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(&json);
         buf.push(b'\n');
     }
     Ok(buf)
@@ -241,6 +388,7 @@ fn encode(records: &[Record]) -> io::Result<Vec<u8>> {
 /// The open journal, written only by the committer thread.
 pub(super) struct JournalFile {
     dir: PathBuf,
+    key: Key,
     file: File,
     len: u64,
 }
@@ -248,11 +396,12 @@ pub(super) struct JournalFile {
 impl JournalFile {
     /// Replaces the journal with exactly `records` (write, fsync, rename, fsync folder),
     /// then opens it for appending.
-    pub(super) fn rewrite(dir: &Path, records: &[Record]) -> io::Result<Self> {
-        let (file, len) = Self::write_tmp(dir, records)?;
+    pub(super) fn rewrite(dir: &Path, key: &Key, records: &[Record]) -> io::Result<Self> {
+        let (file, len) = Self::write_tmp(dir, key, records)?;
         Self::install(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
+            key: key.clone(),
             file,
             len,
         })
@@ -260,10 +409,14 @@ impl JournalFile {
 
     /// Writes `records` to the temporary journal and returns a handle appending to it
     /// (it stays valid across the rename that makes it the journal).
-    fn write_tmp(dir: &Path, records: &[Record]) -> io::Result<(File, u64)> {
+    fn write_tmp(dir: &Path, key: &Key, records: &[Record]) -> io::Result<(File, u64)> {
         let tmp = dir.join(JOURNAL_TMP);
-        let bytes = encode(records)?;
-        let mut f = File::create(&tmp)?;
+        let bytes = encode(records, key)?;
+        let mut f = crate::client::private::file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         let file = OpenOptions::new().append(true).open(&tmp)?;
@@ -282,7 +435,7 @@ impl JournalFile {
         if records.is_empty() {
             return Ok(());
         }
-        let bytes = encode(records)?;
+        let bytes = encode(records, &self.key)?;
         let result = self
             .file
             .write_all(&bytes)
@@ -304,7 +457,7 @@ impl JournalFile {
     }
 
     pub(super) fn compact(&mut self, records: &[Record]) -> io::Result<()> {
-        let (file, len) = Self::write_tmp(&self.dir, records)?;
+        let (file, len) = Self::write_tmp(&self.dir, &self.key, records)?;
         // Close the old journal's handle before replacing it: Windows refuses to
         // rename over a file that is still open ("Access denied", os error 5).
         self.file = file;
@@ -337,7 +490,8 @@ mod tests {
     #[test]
     fn replay_and_compact() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = JournalFile::rewrite(dir.path(), &[]).unwrap();
+        let key = Key::load_or_create(dir.path()).unwrap();
+        let mut j = JournalFile::rewrite(dir.path(), &key, &[]).unwrap();
         j.append(&[cap(1), cap(2), cap(3), cap(4)]).unwrap();
         j.append(&[
             Record::Done { id: 1 },
@@ -357,6 +511,7 @@ mod tests {
             Record::Error {
                 time: Utc::now(),
                 message: "down".into(),
+                credentials: false,
             },
         ])
         .unwrap();
@@ -367,7 +522,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"rec\":\"capture\",\"id\":9,\"pa")
             .unwrap();
-        let s = replay(dir.path()).unwrap();
+        let s = replay(dir.path(), Some(&key)).unwrap();
         assert_eq!(s.bad_lines, 1);
         assert_eq!(s.pending.keys().copied().collect::<Vec<_>>(), [3, 4]);
         assert_eq!(s.failed.keys().copied().collect::<Vec<_>>(), [2]);
@@ -377,7 +532,7 @@ mod tests {
         assert_eq!(s.last_error.as_ref().unwrap().message, "down");
 
         j.compact(&s.records()).unwrap();
-        let again = replay(dir.path()).unwrap();
+        let again = replay(dir.path(), Some(&key)).unwrap();
         assert_eq!(again.bad_lines, 0);
         assert_eq!(again.pending, s.pending);
         assert_eq!(
@@ -387,5 +542,42 @@ mod tests {
         assert_eq!(again.done, 1);
         assert_eq!(again.next_id, 5);
         assert!(j.len() > 0);
+    }
+
+    /// Records the spool did not sign are never applied: not a planted capture, not a
+    /// forged `done` that would drop a real one, not one signed with another key.
+    #[test]
+    fn refuses_records_it_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::load_or_create(dir.path()).unwrap();
+        let mut j = JournalFile::rewrite(dir.path(), &key, &[]).unwrap();
+        j.append(&[cap(1)]).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL))
+            .unwrap();
+        // Plain JSON, as an older ects wrote it, or an attacker without the key.
+        let mut planted = serde_json::to_vec(&cap(2)).unwrap();
+        planted.push(b'\n');
+        f.write_all(&planted).unwrap();
+        // Signed, but with another key.
+        let other = Key([7; 32]);
+        f.write_all(&encode(&[Record::Done { id: 1 }, cap(3)], &other).unwrap())
+            .unwrap();
+        // A valid signature over different bytes.
+        let good = encode(&[cap(4)], &key).unwrap();
+        let edited = String::from_utf8(good)
+            .unwrap()
+            .replace("a/4.txt", "a/9.txt");
+        f.write_all(edited.as_bytes()).unwrap();
+        let s = replay(dir.path(), Some(&key)).unwrap();
+        assert_eq!(s.pending.keys().copied().collect::<Vec<_>>(), [1]);
+        assert_eq!(s.foreign.as_ref().map(|f| f.lines), Some(4));
+        assert_eq!(s.foreign_ids.iter().copied().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(s.bad_lines, 0);
+        // Without the key nothing is trusted.
+        assert!(replay(dir.path(), None).unwrap().pending.is_empty());
+        // The key is created once and kept.
+        assert_eq!(Key::load_or_create(dir.path()).unwrap().0, key.0);
     }
 }

@@ -5,7 +5,11 @@
 //! <spool>/spool.lock          held by the one process that uploads from this spool
 //! <spool>/journal.log         records: capture, done, failed, retry, error (journal.rs)
 //! <spool>/captures/<id>.data  the bytes of one captured version
+//! <spool>/journal.key         the key of the records' MACs (journal.rs)
+//! <spool>/refused/<id>.data   data named only by records the spool did not write
 //! ```
+//!
+//! Everything here is owner-only (folders 0700, files 0600, whatever the umask).
 //!
 //! - `capture` copies (reflink where possible) and hashes in one pass and returns at
 //!   once; it never waits for the network and never fsyncs.
@@ -17,8 +21,8 @@
 //!   The answer's [`ErrorClass`](super::ErrorClass) decides: transient (network, 5xx,
 //!   429) → retry after the server's `Retry-After` or with exponential backoff capped at
 //!   `max_backoff`; permanent (400/403/409/413/422…) → the failed list, data kept;
-//!   needs-credentials (401) → everything stays queued, re-checked every
-//!   `credentials_recheck` (the password may be fixed on the server).
+//!   needs-credentials (401) → everything stays queued and uploads pause until the
+//!   spool is opened again (a new mount or backup), shown as such in the status.
 //! - An entry's data is removed only after the server said it has the version, and only
 //!   after that fact is durable in the journal.
 //! - On open, the journal is replayed: data files without a record are captures cut off
@@ -35,7 +39,7 @@ mod worker;
 
 #[cfg(test)]
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -45,6 +49,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use self::capture::CaptureError;
+pub use self::journal::ForeignRecords;
 use self::journal::Record;
 use self::state::{Entry, Guard, Inner, State, data_file};
 pub use self::status::{
@@ -52,6 +57,7 @@ pub use self::status::{
 };
 #[cfg(test)]
 use self::worker::backoff;
+use super::private;
 #[cfg(test)]
 use super::upload::UploadError;
 use super::upload::Uploader;
@@ -61,6 +67,8 @@ use crate::sync::{lock, wait, wait_timeout};
 
 const CAPTURES: &str = "captures";
 const LOCK: &str = "spool.lock";
+/// Data files named only by journal records this spool did not write, kept aside.
+const REFUSED: &str = "refused";
 /// Rewrite the journal compactly once it grows past this.
 const COMPACT_AT: u64 = 4 << 20;
 
@@ -145,7 +153,7 @@ pub enum SpoolEvent {
 
 #[derive(Debug, Clone)]
 pub struct SpoolOptions {
-    /// Uploads sent at the same time.
+    /// Uploads sent at the same time (0: none, the spool only keeps and records).
     pub workers: usize,
     /// How long the committer waits for more captures to join a group.
     pub commit_delay: Duration,
@@ -153,9 +161,11 @@ pub struct SpoolOptions {
     pub max_batch: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// How long to wait before trying again after the server refused the credentials
-    /// (401): long, so a wrong password cannot trip the server's sign-in throttle.
-    pub credentials_recheck: Duration,
+    /// After the server refused the credentials (401): `None` pauses the uploads until
+    /// the spool is opened again (a new mount or backup, presumably with the right
+    /// password), so a wrong password never trips the server's sign-in throttle;
+    /// `Some(d)` tries again after `d`.
+    pub credentials_recheck: Option<Duration>,
     /// Receives an event per finished entry and per retry.
     pub events: Option<Sender<SpoolEvent>>,
 }
@@ -168,7 +178,7 @@ impl Default for SpoolOptions {
             max_batch: 512,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
-            credentials_recheck: Duration::from_secs(600),
+            credentials_recheck: None,
             events: None,
         }
     }
@@ -199,9 +209,10 @@ impl Spool {
         opts: SpoolOptions,
     ) -> Result<Spool, SpoolError> {
         let captures_dir = dir.join(CAPTURES);
-        fs::create_dir_all(&captures_dir)
+        private::create_dir(dir)
+            .and_then(|()| private::create_dir(&captures_dir))
             .map_err(|e| SpoolError::io(dir, "creating the folder", e))?;
-        let lock_file = OpenOptions::new()
+        let lock_file = private::file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -237,7 +248,8 @@ impl Spool {
             committer: Mutex::new(Some(committer)),
             _lock: lock_file,
         });
-        for i in 0..inner.opts.workers.max(1) {
+        // No workers: a maintenance view (`ects status --dismiss`) that sends nothing.
+        for i in 0..inner.opts.workers {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name(format!("ects-upload-{i}"))
@@ -449,11 +461,21 @@ impl Spool {
             pending: st.queued_len(),
             pending_bytes: st.queued().map(|e| e.size).sum(),
             oldest_pending: st.queued().map(|e| e.time).min(),
+            waiting: {
+                let mut q: Vec<&Entry> = st.queued().collect();
+                q.sort_by_key(|e| e.id);
+                q.iter()
+                    .take(status::WAITING_SHOWN)
+                    .map(|e| e.path.to_string())
+                    .collect()
+            },
             uploading: st.in_flight.len(),
             failed: st.failed.values().map(|(_, f)| f.clone()).collect(),
             lost: st.lost.values().cloned().collect(),
             last_error: st.last_error.clone(),
             server_reachable: st.reachable,
+            credentials_refused: st.credentials_refused,
+            foreign: st.foreign.clone(),
             local_store: self.inner.uploader.local_store(),
             done: st.done,
             captures: st.captures,
@@ -472,6 +494,49 @@ impl Spool {
             .collect();
         v.sort_by_key(|(id, _)| *id);
         v.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// Takes every failed version out of the failed list, moving its bytes to
+    /// `dest/<its path>` (a name already there gets the version's short hash added), so
+    /// nothing is lost in silence. Returns (path, where the bytes are now).
+    pub fn dismiss_failed(&self, dest: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
+        let inner = &self.inner;
+        let failed: Vec<(u64, FailedUpload)> = lock(&inner.state)
+            .failed
+            .iter()
+            .map(|(id, (_, f))| (*id, f.clone()))
+            .collect();
+        let mut moved = Vec::new();
+        for (id, f) in failed {
+            let data = data_file(&inner.captures_dir, id);
+            let mut to = dest.to_path_buf();
+            to.extend(f.path.split('/'));
+            if to.exists() {
+                let name = format!(
+                    "{}.{}",
+                    to.file_name().and_then(|n| n.to_str()).unwrap_or("version"),
+                    f.sha256.short()
+                );
+                to.set_file_name(name);
+            }
+            let parent = to.parent().unwrap_or(dest);
+            private::create_dir(parent)
+                .map_err(|e| SpoolError::io(&inner.dir, "creating the dismissed folder", e))?;
+            match fs::rename(&data, &to).or_else(|_| fs::copy(&data, &to).map(|_| ())) {
+                Ok(()) => {}
+                // Damaged or missing already (status 0): nothing left to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SpoolError::io(&inner.dir, "moving a dismissed version", e)),
+            }
+            let _ = fs::remove_file(&data);
+            let mut st = lock(&inner.state);
+            st.failed.remove(&id);
+            st.records.push(Record::Dismissed { id });
+            inner.changed.notify_all();
+            drop(st);
+            moved.push((f.path, to));
+        }
+        Ok(moved)
     }
 
     /// Queues every failed entry whose data is still here again (after an admin fixed

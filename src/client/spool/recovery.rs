@@ -6,16 +6,18 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::SpoolError;
 use super::journal::{self, JournalFile, Record};
 use super::state::{Entry, State, data_file};
 use super::status::FailedUpload;
+use super::{REFUSED, SpoolError};
 use crate::names::RelPath;
 
 /// Replays the journal, drops what a crash cut off, and rewrites the journal compactly.
 pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, JournalFile), SpoolError> {
-    let mut replayed =
-        journal::replay(dir).map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
+    let key = journal::Key::load_or_create(dir)
+        .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
+    let mut replayed = journal::replay(dir, Some(&key))
+        .map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
     if replayed.bad_lines > 0 {
         tracing::warn!(
             lines = replayed.bad_lines,
@@ -40,6 +42,12 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
             if replayed.pending.contains_key(&id) || replayed.failed.contains_key(&id) {
                 continue;
             }
+            if replayed.foreign_ids.contains(&id) {
+                // Named only by a record this spool did not write: never sent, but not
+                // ours to delete either. Kept aside for a person to look at.
+                quarantine(dir, &item.path(), &name);
+                continue;
+            }
         }
         discarded += 1;
         let _ = fs::remove_file(item.path());
@@ -56,6 +64,7 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
         done: replayed.done,
         last_error: replayed.last_error.clone(),
         lost: std::mem::take(&mut replayed.lost),
+        foreign: replayed.foreign.clone(),
         ..State::default()
     };
     // A recorded capture whose data is not whole is never uploaded as if it were.
@@ -107,7 +116,7 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
     }
     state.failed = replayed.failed;
     let snapshot = snapshot_records(&state);
-    let journal = JournalFile::rewrite(dir, &snapshot)
+    let journal = JournalFile::rewrite(dir, &key, &snapshot)
         .map_err(|e| SpoolError::io(dir, "rewriting the journal", e))?;
     if !state.pending.is_empty() {
         tracing::info!(
@@ -118,6 +127,22 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
     Ok((state, journal))
 }
 
+/// Moves a data file a foreign record named to `<spool>/refused/`.
+fn quarantine(dir: &Path, file: &Path, name: &std::ffi::OsStr) {
+    let refused = dir.join(REFUSED);
+    let moved =
+        super::private::create_dir(&refused).and_then(|()| fs::rename(file, refused.join(name)));
+    match moved {
+        Ok(()) => tracing::warn!(
+            file = %refused.join(name).display(),
+            "kept aside a spool file named only by a journal record this spool did not write"
+        ),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), "could not move a refused spool file aside: {e}")
+        }
+    }
+}
+
 /// Records that rebuild `st`'s durable part (for compaction).
 pub(super) fn snapshot_records(st: &State) -> Vec<Record> {
     let mut r = journal::Replayed {
@@ -126,6 +151,8 @@ pub(super) fn snapshot_records(st: &State) -> Vec<Record> {
         last_error: st.last_error.clone(),
         lost: st.lost.clone(),
         failed: st.failed.clone(),
+        foreign: st.foreign.clone(),
+        credentials_refused: st.credentials_refused,
         ..Default::default()
     };
     for e in st.pending.values() {

@@ -71,6 +71,6 @@ fn retry_after_is_honoured_over_the_backoff() {
 #[test]
 fn a_refused_password_is_not_hammered() {
     let (attempts, delays) = run(UploadError::credentials("wrong user name or password"));
-    assert_eq!(attempts, 1, "one sign-in, then a slow re-check");
-    assert_eq!(delays, [SpoolOptions::default().credentials_recheck]);
+    assert_eq!(attempts, 1, "one sign-in, then paused until the next start");
+    assert_eq!(delays, [Duration::ZERO]);
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::journal::{CaptureRec, JournalFile, Record};
+use super::journal::{CaptureRec, ForeignRecords, JournalFile, Record};
 use super::status::{FailedUpload, LastError, LostCapture};
 use super::{SpoolEvent, SpoolOptions};
 use crate::client::upload::Uploader;
@@ -72,6 +72,11 @@ pub(super) struct State {
     /// Versions that could not be captured, by path (shown until the path is captured).
     pub(super) lost: BTreeMap<String, LostCapture>,
     pub(super) reachable: Option<bool>,
+    /// The server refused the password (401). Uploads pause until the spool is opened
+    /// again (a new mount or backup), unless `credentials_recheck` is set.
+    pub(super) credentials_refused: bool,
+    /// Journal records refused because this spool did not write them.
+    pub(super) foreign: Option<ForeignRecords>,
     pub(super) stop: bool,
 }
 

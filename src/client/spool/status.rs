@@ -8,7 +8,7 @@ use chrono::{DateTime, Local, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::SpoolError;
-use super::journal;
+use super::journal::{self, ForeignRecords};
 use crate::store::Digest;
 
 /// A version the server refused for good. Its bytes stay in the spool.
@@ -41,6 +41,9 @@ pub struct LastError {
     pub message: String,
 }
 
+/// How many waiting paths the status names.
+pub const WAITING_SHOWN: usize = 10;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpoolStatus {
     /// Versions captured but not yet stored on the server (durable or not yet).
@@ -48,6 +51,9 @@ pub struct SpoolStatus {
     pub pending_bytes: u64,
     /// When the oldest pending version was captured.
     pub oldest_pending: Option<DateTime<Utc>>,
+    /// The paths of the oldest pending versions (at most [`WAITING_SHOWN`]).
+    #[serde(default)]
+    pub waiting: Vec<String>,
     /// Uploads being sent right now.
     pub uploading: usize,
     pub failed: Vec<FailedUpload>,
@@ -57,6 +63,13 @@ pub struct SpoolStatus {
     pub last_error: Option<LastError>,
     /// `None` when nothing has been tried yet (or this is a read-only view).
     pub server_reachable: Option<bool>,
+    /// The server refused the password: uploads are paused until the next start.
+    #[serde(default)]
+    pub credentials_refused: bool,
+    /// Journal records the spool refused because it did not write them (planted or
+    /// edited); nothing they name is uploaded.
+    #[serde(default)]
+    pub foreign: Option<ForeignRecords>,
     /// Set when versions go to a local (embedded) store instead of a server.
     pub local_store: Option<String>,
     /// Versions stored on the server since the spool was created.
@@ -73,17 +86,27 @@ impl SpoolStatus {
         if !dir.join(journal::JOURNAL).exists() {
             return Err(SpoolError::NotASpool(dir.to_owned()));
         }
-        let state =
-            journal::replay(dir).map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
+        let key = journal::Key::load(dir)
+            .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
+        let state = journal::replay(dir, key.as_ref())
+            .map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
         Ok(SpoolStatus {
             pending: state.pending.len(),
             pending_bytes: state.pending.values().map(|c| c.size).sum(),
             oldest_pending: state.pending.values().map(|c| c.time).min(),
+            waiting: state
+                .pending
+                .values()
+                .take(WAITING_SHOWN)
+                .map(|c| c.path.clone())
+                .collect(),
             uploading: 0,
             failed: state.failed.values().map(|(_, f)| f.clone()).collect(),
             lost: state.lost.values().cloned().collect(),
             last_error: state.last_error,
             server_reachable: None,
+            foreign: state.foreign,
+            credentials_refused: state.credentials_refused,
             // A read-only view cannot tell; the drive's own status file can.
             local_store: None,
             done: state.done,
@@ -141,9 +164,13 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
         let _ = writeln!(out, "Versions go to:    {store}");
     } else {
         let server = match s.server_reachable {
+            _ if s.credentials_refused => {
+                "REFUSED YOUR PASSWORD: uploads are paused; saved versions wait on this computer. \
+                 Mount the drive again with the right password (or ask your teacher to check your account)"
+            }
             Some(true) => "reachable",
             Some(false) => "NOT reachable: saved versions wait on this computer and are sent later",
-            None => "not checked",
+            None => "not contacted yet",
         };
         let _ = writeln!(out, "Server:            {server}");
     }
@@ -169,6 +196,12 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
             let _ = write!(out, " (oldest saved {}, {})", local(t), ago(t, now));
         }
         let _ = writeln!(out);
+        for p in &s.waiting {
+            let _ = writeln!(out, "  waiting: {p}");
+        }
+        if s.pending > s.waiting.len() && !s.waiting.is_empty() {
+            let _ = writeln!(out, "  … and {} more", s.pending - s.waiting.len());
+        }
     }
     if s.uploading > 0 {
         let _ = writeln!(out, "Uploading now:     {}", s.uploading);
@@ -203,12 +236,21 @@ pub(super) fn render_status_at(s: &SpoolStatus, now: DateTime<Utc>) -> String {
             let _ = writeln!(out, "  {}  {}: {}", local(l.time), l.path, l.message);
         }
     }
+    if let Some(f) = &s.foreign {
+        let _ = writeln!(
+            out,
+            "\nRefused journal records: {} (this computer's upload spool holds records ects did not write, last seen {}; nothing they name was uploaded, their files are kept in the spool's \"refused\" folder; tell your teacher)",
+            f.lines,
+            local(f.time)
+        );
+    }
     if s.failed.is_empty() {
         let _ = writeln!(out, "Failed uploads:    none");
     } else {
         let _ = writeln!(
             out,
-            "\nFailed uploads: {} (the server refused these versions; they are kept on this computer, ask your teacher):",
+            "\nFailed uploads: {} (the server refused these versions; they are kept on this computer, ask your teacher; \
+             once the cause is fixed `ects status --retry-failed` sends them again, `ects status --dismiss` takes them off this list and moves their bytes to the cache's not-uploaded folder):",
             s.failed.len()
         );
         for f in &s.failed {

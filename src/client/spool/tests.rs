@@ -410,7 +410,7 @@ fn recovery_discards_cut_off_captures_and_never_sends_damaged_ones() {
     fs::write(captures.join("999.data"), b"half a capt").unwrap();
     fs::write(captures.join("junk"), b"?").unwrap();
     // And a torn journal line.
-    OpenOptions::new()
+    std::fs::OpenOptions::new()
         .append(true)
         .open(d.spool.join("journal.log"))
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"rec\":\"capture\",\"id\":999,"))

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::capture::hash_file;
 use super::journal::Record;
 use super::state::{Entry, Inner, State, data_file};
 use super::status::{FailedUpload, LastError};
@@ -26,6 +27,11 @@ impl Inner {
                 loop {
                     if st.stop {
                         return;
+                    }
+                    if st.credentials_refused && self.opts.credentials_recheck.is_none() {
+                        // Paused: the same password would be refused again.
+                        st = wait(&self.changed, st);
+                        continue;
                     }
                     if let Some(until) = st.backoff_until {
                         let now = Instant::now();
@@ -73,6 +79,27 @@ impl Inner {
                 });
             }
         }
+        // The bytes must still be the ones the journal recorded: a copy changed on disk
+        // since (by another program, or someone with access to this folder) is never
+        // sent as if it were the student's version.
+        match fs::File::open(&file).and_then(|mut f| hash_file(&mut f)) {
+            Ok((sha, size)) if sha == e.sha256 && size == e.size => {}
+            Ok(_) => {
+                tracing::error!(path = %e.path, file = %file.display(), "spool copy changed since it was saved; not uploading it");
+                return Ok(OutcomeKind::Failed {
+                    status: 0,
+                    message: "the spool's copy was changed after it was saved (its bytes no longer match what was recorded); not uploaded, save the file again".into(),
+                });
+            }
+            Err(err) => {
+                return Ok(OutcomeKind::Failed {
+                    status: 0,
+                    message: format!(
+                        "the spool's copy cannot be read ({err}); save the file again"
+                    ),
+                });
+            }
+        }
         if self.uploader.exists(&e.path, &e.sha256)? {
             return Ok(OutcomeKind::AlreadyStored);
         }
@@ -88,6 +115,7 @@ impl Inner {
         match result {
             Ok(kind) => {
                 if !matches!(kind, OutcomeKind::Failed { .. }) {
+                    st.credentials_refused = false;
                     st.reachable = Some(true);
                     st.failures_in_a_row = 0;
                     st.backoff_until = None;
@@ -145,8 +173,13 @@ impl Inner {
                 let reachable = status != 0;
                 st.reachable = Some(reachable);
                 st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
+                let credentials = class == ErrorClass::NeedsCredentials;
+                st.credentials_refused = credentials;
                 let delay = match (class, retry_after) {
-                    (ErrorClass::NeedsCredentials, _) => self.opts.credentials_recheck,
+                    // Paused (see `worker`) unless told to re-check now and then.
+                    (ErrorClass::NeedsCredentials, _) => {
+                        self.opts.credentials_recheck.unwrap_or(Duration::ZERO)
+                    }
                     // The server said when: that, within reason, whatever our backoff.
                     (_, Some(after)) => after.min(MAX_RETRY_AFTER),
                     _ => backoff(
@@ -156,7 +189,8 @@ impl Inner {
                     ),
                 };
                 st.backoff_until = Some(Instant::now() + delay);
-                let new_message = st.last_error.as_ref().map(|l| &l.message) != Some(&message);
+                let new_message =
+                    st.last_error.as_ref().map(|l| &l.message) != Some(&message) || credentials;
                 if new_message {
                     tracing::warn!(path = %e.path, "upload failed, retrying in {delay:?}: {message}");
                 } else {
@@ -170,6 +204,7 @@ impl Inner {
                     st.records.push(Record::Error {
                         time: Utc::now(),
                         message: message.clone(),
+                        credentials,
                     });
                 }
                 event = Some(SpoolEvent::Retrying { message, delay });

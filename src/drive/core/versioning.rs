@@ -22,7 +22,7 @@ use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 
 use super::super::sink::{SinkError, VersionSink};
-use crate::client::ignore::is_ignored;
+use crate::ignore::is_ignored;
 use crate::names::{NameError, RelPath};
 use crate::store::Digest;
 

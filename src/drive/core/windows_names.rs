@@ -8,7 +8,7 @@
 //! - Lookups ignore case but keep it ([`Drive::windows_name`]): `ESSAY.docx` opens the
 //!   existing `essay.docx`; a new file keeps the case it was created with.
 //! - Office's `~$` owner files are ordinary (ignored, never versioned: see
-//!   `client::ignore`) but shown hidden, like on a Windows share ([`is_hidden`]).
+//!   `crate::ignore`) but shown hidden, like on a Windows share ([`is_hidden`]).
 //! - Delete-on-close is WinFsp's driver's bookkeeping: the adapter asks
 //!   [`Drive::may_delete`] when a handle is marked and removes the name at the last
 //!   cleanup.

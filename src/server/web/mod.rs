@@ -229,11 +229,8 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
     let (token, csrf) = sessions.create(user.name.as_str());
     tracing::info!(user = %user.name, "signed in on the web page");
     let mut response = Json(session_json(&user, &csrf)).into_response();
-    let secure = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_some_and(|o| o.starts_with("https://"));
+    // From the server's own TLS, not from a header the client chose.
+    let secure = state.tls;
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         session::LIFETIME.as_secs(),

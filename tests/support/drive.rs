@@ -1,13 +1,14 @@
-//! Shared by the drive's integration tests: a real `ects mount` in a temp folder, on an
-//! embedded store, unmounted by a Drop guard even when a test panics.
-
-#![allow(dead_code)]
+//! The FUSE drive tests' fixtures (Unix only): a real `ects mount` in a temp folder, on
+//! an embedded store, unmounted by a Drop guard even when a test panics.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+pub use super::process::wait_for;
+use super::process::{BIN, temp_dir};
 
 pub const USER: &str = "kim";
 
@@ -18,9 +19,7 @@ pub struct Place {
 
 impl Place {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Self { dir: temp_dir() }
     }
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -57,7 +56,7 @@ impl Place {
 
     fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Mounted {
         let mnt = self.mnt();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ects"));
+        let mut cmd = Command::new(BIN);
         cmd.arg("mount")
             .arg(&mnt)
             .arg("--cache")
@@ -160,15 +159,6 @@ pub fn is_mounted(path: &Path) -> bool {
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .any(|m| m == want)
-}
-
-/// Polls `cond` every 20 ms for at most 60 s.
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A running drive. Dropping it unmounts and kills the process.

@@ -1,151 +1,72 @@
-//! Helpers for the client's integration tests: the real `ects server` on a fixed
-//! loopback port (so it can be stopped and started again), client commands run with a
-//! clean environment, the server's journal, and a throttling TCP proxy. Every process
-//! is killed by a Drop guard, also on panic.
-#![allow(dead_code)]
+//! The client tests' fixtures: the real server with one student `asdf`, which can go
+//! away and come back on the same port; client commands run with a clean environment;
+//! the server's journal; and a TCP proxy that stalls uploads. Every process is killed
+//! by a Drop guard, also on panic.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ects::names::UserName;
 use ects::store::{EventKind, JournalEvent};
-use ects::users::{Role, UserDb};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ects");
-pub const TIMEOUT: Duration = Duration::from_secs(120);
+pub use super::process::{BIN, Guard, TIMEOUT, clean, temp_dir, text, wait_until};
+use super::server::{Role, TestServer, add_user};
 
-pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("ects-client-test-")
-        .tempdir()
-        .expect("temp dir")
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child on drop (SIGKILL), also when a test panics.
-pub struct Guard(pub Option<Child>);
-
-impl Guard {
-    pub fn pid(&self) -> u32 {
-        self.0.as_ref().map(Child::id).unwrap_or(0)
-    }
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-    /// Waits for the process to end by itself, at most `TIMEOUT`; returns its output.
-    pub fn wait(&mut self) -> Output {
-        let mut child = self.0.take().expect("a running process");
-        let deadline = Instant::now() + TIMEOUT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("process {} did not finish in {TIMEOUT:?}", child.id());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+pub const USER: &str = "asdf";
+pub const PASSWORD: &str = "correct horse";
 
 /// The real server with a data folder of its own and one user `asdf` / `pw`.
 pub struct Server {
     pub data: PathBuf,
+    /// Chosen by the server (port 0) at the first start, kept across restarts.
     pub port: u16,
     pub url: String,
-    process: Guard,
-    args: Vec<String>,
+    // Dropped before the folder it serves.
+    process: TestServer,
     _dir: tempfile::TempDir,
 }
-
-pub const USER: &str = "asdf";
-pub const PASSWORD: &str = "correct horse";
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
         let dir = temp_dir();
         let data = dir.path().join("data");
-        fs::create_dir(&data).unwrap();
-        let db = UserDb::open(&data).unwrap();
-        db.add(&UserName::parse(USER).unwrap(), Role::Student, PASSWORD)
-            .unwrap();
-        let port = free_port();
-        let mut s = Server {
-            url: format!("http://127.0.0.1:{port}"),
+        fs::create_dir(&data).expect("creating the data folder");
+        add_user(&data, USER, Role::Student, PASSWORD);
+        let process = TestServer::start(&data, args);
+        Server {
             data,
-            port,
-            process: Guard(None),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            port: process.port(),
+            url: process.url.clone(),
+            process,
             _dir: dir,
-        };
-        s.restart();
-        s
-    }
-
-    /// Starts the server (again) on the same port and data; waits until healthy.
-    pub fn restart(&mut self) {
-        self.process.kill();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .unwrap();
-        let child = clean(Command::new(BIN))
-            .arg("server")
-            .arg("--data")
-            .arg(&self.data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.process = Guard(Some(child));
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if healthy(&self.url) {
-                return;
-            }
-            if let Some(c) = self.process.0.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                panic!(
-                    "the server exited with {status}; log:\n{}",
-                    fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "the server did not come up");
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// SIGKILL: the server is gone at once.
+    /// Starts the server (again) on the same port and data; waits until it listens.
+    pub fn restart(&mut self) {
+        self.process.restart_on_same_port();
+        assert_eq!(self.process.url, self.url, "the server moved");
+    }
+
+    /// Starts the server again on the same port and data with other arguments.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.process.restart_on_same_port_with(args);
+        assert_eq!(self.process.url, self.url, "the server moved");
+    }
+
+    /// Kills the server: it is gone at once.
     pub fn stop(&mut self) {
         self.process.kill();
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.process.log()
     }
 
     /// The server's own record of what it accepted for `asdf`.
@@ -174,32 +95,11 @@ impl Server {
     }
 }
 
-fn healthy(url: &str) -> bool {
-    let Some(addr) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req = format!("GET /api/v1/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
-}
-
-/// A command without any ECTS_* setting from the outside world, and no terminal.
-pub fn clean(mut c: Command) -> Command {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ECTS_") {
-            c.env_remove(key);
-        }
-    }
-    c.env("RUST_LOG", "warn");
-    c
+/// A URL where no server listens: nothing on a lab or CI machine serves port 1
+/// (tcpmux), and on Linux no unprivileged test process can take it. Connecting is
+/// refused, unlike a port found free and released, which another test may take.
+pub fn unreachable_url() -> String {
+    "http://127.0.0.1:1".to_owned()
 }
 
 /// The client side of a test: a password file, a cache folder and a home.
@@ -257,24 +157,6 @@ impl Client {
 impl Default for Client {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Polls `cond` every 20 ms for at most `TIMEOUT`.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

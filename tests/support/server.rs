@@ -1,8 +1,5 @@
-//! Helpers shared by the integration tests: temp data folders with users, and the real
-//! `ects server` binary on a loopback port, killed by a Drop guard.
-//!
-//! Each test file uses a different subset of these.
-#![allow(dead_code)]
+//! The real `ects server` on a loopback port it picks itself (port 0) and reports,
+//! killed by a Drop guard, also on panic.
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -15,19 +12,7 @@ use ects::names::UserName;
 pub use ects::users::Role;
 use ects::users::UserDb;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_ects");
-
-/// How long a server may take to start or stop on a loaded machine.
-pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A fresh temporary folder, removed when dropped.
-pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("ects-test-")
-        .tempdir()
-        .expect("creating a temp dir")
-}
+use super::process::{BIN, PROCESS_TIMEOUT, temp_dir};
 
 /// Adds a user to the data folder `data` (as `ects user add` does).
 pub fn add_user(data: &Path, name: &str, role: Role, password: &str) {
@@ -36,61 +21,14 @@ pub fn add_user(data: &Path, name: &str, role: Role, password: &str) {
         .expect("adding a user");
 }
 
-/// Every file and folder under `dir` with its size, to prove a request wrote nothing.
-pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).expect("reading a dir") {
-            let entry = entry.expect("dir entry");
-            let meta = entry.metadata().expect("metadata");
-            let rel = entry.path().strip_prefix(dir).unwrap().to_path_buf();
-            if meta.is_dir() {
-                stack.push(entry.path());
-                out.push((rel, 0));
-            } else {
-                out.push((rel, meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Every stored version file under `<data>/uploads`, as paths relative to `uploads/`.
-pub fn stored_versions(data: &Path) -> Vec<String> {
-    let uploads = data.join("uploads");
-    if !uploads.exists() {
-        return Vec::new();
-    }
-    snapshot(&uploads)
-        .into_iter()
-        .filter(|(p, _)| uploads.join(p).is_file())
-        .map(|(p, _)| p.to_string_lossy().into_owned())
-        .collect()
-}
-
-/// Entries left in `<data>/tmp` (uploads in flight); empty when nothing is pending.
-pub fn temp_files(data: &Path) -> Vec<String> {
-    match fs::read_dir(data.join("tmp")) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// The hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    ects::store::Digest::of(bytes).to_hex()
-}
-
 /// A running `ects server`; killed (SIGKILL) when dropped, also on panic.
 pub struct TestServer {
     /// e.g. `http://127.0.0.1:41234`, as the server printed it.
     pub url: String,
     pub data: PathBuf,
     args: Vec<String>,
+    /// `127.0.0.1:0` at first; the port the server reported once it must stay.
+    listen: String,
     child: Option<Child>,
     log: PathBuf,
     // Dropped last: the data folder (when the server owns it) and the log folder.
@@ -136,6 +74,7 @@ impl TestServer {
             url: String::new(),
             data: data.to_path_buf(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".to_owned(),
             child: None,
             log: logs.path().join("server.log"),
             _owned_data: None,
@@ -162,7 +101,8 @@ impl TestServer {
             .arg("server")
             .arg("--data")
             .arg(&self.data)
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(&self.listen)
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -228,13 +168,24 @@ impl TestServer {
         }
     }
 
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a URL ending in a port")
+    }
+
     /// SIGTERM, then waits (bounded) for the exit: the graceful shutdown path.
+    #[cfg(unix)]
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         self.wait_exit()
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the running server.
+    #[cfg(unix)]
     pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("the server is not running");
         // SAFETY: kill(2) on our own child's pid, which it still is: not yet waited for.
@@ -264,6 +215,27 @@ impl TestServer {
     /// same arguments. The port (and so `url`) changes.
     pub fn restart(&mut self) {
         self.kill();
+        self.listen = "127.0.0.1:0".to_owned();
+        self.respawn();
+    }
+
+    /// Like [`TestServer::restart`], but on the port it had, so clients configured
+    /// with `url` reach it again (a server that went away and came back). The port was
+    /// the server's own until a moment ago, so nothing else holds it.
+    pub fn restart_on_same_port(&mut self) {
+        self.kill();
+        self.listen = format!("127.0.0.1:{}", self.port());
+        self.respawn();
+    }
+
+    /// Like [`TestServer::restart_on_same_port`], with new arguments (an admin who
+    /// changed the server's settings).
+    pub fn restart_on_same_port_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart_on_same_port();
+    }
+
+    fn respawn(&mut self) {
         if let Err(f) = self.spawn() {
             panic!(
                 "the server did not restart (exit: {:?}); its log:\n{}",
@@ -277,34 +249,4 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A blocking HTTP client with a bound generous enough for a loaded machine.
-pub fn http_client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("building an HTTP client")
-}
-
-/// A namespace path as the API wants it: each component percent-encoded.
-pub fn encode_path(path: &str) -> String {
-    path.split('/')
-        .map(|c| {
-            percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC).to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Stores `body` as a version of `user`'s `path` through the API; panics unless 2xx.
-pub fn put_version(server: &TestServer, user: &str, password: &str, path: &str, body: &[u8]) {
-    let r = http_client()
-        .put(server.at(&format!("/api/v1/files/{user}/{}", encode_path(path))))
-        .basic_auth(user, Some(password))
-        .header("X-Content-SHA256", sha256_hex(body))
-        .body(body.to_vec())
-        .send()
-        .expect("PUT");
-    assert!(r.status().is_success(), "{}", r.text().unwrap_or_default());
 }
