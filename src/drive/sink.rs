@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{ClientError, Remote, Spool, render_status};
+use crate::client::{ClientError, Remote, Spool, SpoolError, render_status};
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, Store, StoreError, Tree, VersionInfo};
 
@@ -92,9 +92,12 @@ impl VersionSource for StoreSource {
 
 impl VersionSink for Spool {
     fn capture(&self, path: &RelPath, source: &Path) -> Result<Digest, SinkError> {
-        Spool::capture(self, path, source).map_err(|e| match (e.is_source(), e.raw_os_error()) {
-            (true, Some(errno)) => SinkError::Read(io::Error::from_raw_os_error(errno)),
-            _ => SinkError::Spool {
+        Spool::capture(self, path, source).map_err(|e| match e {
+            // The student's file could not be read (gone, a symlink, not a regular
+            // file). Its own error, without the path the drive read it by (on Linux
+            // `/proc/self/fd/N/name`): the drive reports it under the file's name.
+            SpoolError::Source { source, .. } => SinkError::Read(source),
+            e => SinkError::Spool {
                 errno: e.raw_os_error(),
                 message: e.to_string(),
             },

@@ -1,9 +1,11 @@
 //! `ects mount B:` on Windows: the drive under WinFsp, in the foreground until Ctrl-C
 //! (or Ctrl-Break, closing the console, logoff). Written against the winfsp crate's
-//! documentation; compiled only by the GitHub Windows job.
+//! documentation; type-checked on Linux with clippy for `x86_64-pc-windows-msvc`, built
+//! and run by the GitHub Windows job. What it decides is platform-neutral and tested on
+//! Linux: [`share`](super::share) and [`shutdown`](super::shutdown).
 //!
 //! With `--volume-prefix \ects\alice` (WinFsp's launcher, `net use B: \\ects\alice`)
-//! the drive is alice's: see [`share`](super::share).
+//! the drive is alice's.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

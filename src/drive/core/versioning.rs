@@ -174,7 +174,17 @@ impl Versioning {
         {
             return Outcome::Unchanged;
         }
-        match self.sink.capture(&path, &full) {
+        // A folder on the way swapped for a symlink since the check above fails here;
+        // the sink then reads through the folder opened now, whatever is renamed.
+        let source = match super::backing::CaptureSource::open(&self.files, rel) {
+            Ok(source) => source,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Outcome::NotAFile,
+            Err(e) => {
+                self.problem(path.to_string(), &format!("could not take a version: {e}"));
+                return Outcome::NotAFile;
+            }
+        };
+        match self.sink.capture(&path, source.path()) {
             Ok(sha256) => {
                 tracing::debug!(%path, %sha256, size = meta.len(), "version taken");
                 lock(&self.index).insert(

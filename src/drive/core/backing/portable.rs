@@ -335,3 +335,21 @@ pub fn set_path_mode(path: &Path, mode: u32) -> io::Result<()> {
     let _ = (path, mode);
     Ok(())
 }
+
+/// Where the sink reads a file to capture: the plain path here (the sink opens it
+/// without following a final symlink or junction).
+pub struct CaptureSource {
+    path: std::path::PathBuf,
+}
+
+impl CaptureSource {
+    pub fn open(root: &Path, rel: &Path) -> io::Result<Self> {
+        Ok(Self {
+            path: root.join(rel),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -344,3 +344,58 @@ pub fn set_path_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
+
+/// Where the sink reads a file to capture: `<root>/<rel>` reached without following a
+/// symlink anywhere on the way. The folders are opened one by one with `O_NOFOLLOW`
+/// (a folder swapped for a symlink fails here), and the sink is handed
+/// `/proc/self/fd/<folder>/<name>`, which names the folder that was opened, whatever
+/// is renamed afterwards; the sink opens the last name with `O_NOFOLLOW` itself.
+/// Without `/proc`, the plain path (the last name is still protected).
+pub struct CaptureSource {
+    path: std::path::PathBuf,
+    _dir: Option<std::os::fd::OwnedFd>,
+}
+
+impl CaptureSource {
+    pub fn open(root: &Path, rel: &Path) -> io::Result<Self> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let plain = Self {
+            path: root.join(rel),
+            _dir: None,
+        };
+        let (Some(name), Some(folders)) = (rel.file_name(), rel.parent()) else {
+            return Ok(plain);
+        };
+        if !Path::new("/proc/self/fd").is_dir() {
+            return Ok(plain);
+        }
+        let open = |at: libc::c_int, name: &CString, extra: libc::c_int| -> io::Result<OwnedFd> {
+            // SAFETY: a NUL-terminated name; on success we own the new descriptor.
+            let fd = unsafe {
+                libc::openat(
+                    at,
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | extra,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a fresh descriptor nobody else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        // The backing folder itself is the drive's own: trusted.
+        let mut dir = open(libc::AT_FDCWD, &cpath(root)?, 0)?;
+        for part in folders.components() {
+            dir = open(dir.as_raw_fd(), &cstr(part.as_os_str())?, libc::O_NOFOLLOW)?;
+        }
+        Ok(Self {
+            path: Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name),
+            _dir: Some(dir),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
