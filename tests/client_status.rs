@@ -169,7 +169,7 @@ fn wait_on_a_mounted_drive_by_its_folder() {
     // `status --wait` looks) with a version that cannot be sent must not keep this
     // drive's wait from finishing.
     let other_spool = client.dir.path().join(".cache/ects/elsewhere_asdf/spool");
-    let down = format!("http://127.0.0.1:{}", free_port());
+    let down = unreachable_url();
     {
         use std::sync::Arc;
 
