@@ -402,3 +402,98 @@ fn connections_per_address_are_capped() {
         "the freed place was never given to a new connection"
     );
 }
+
+/// Starts a PUT that declares 1,000 bytes, sends 10 and then stalls.
+fn trickle(server: &TestServer, user: &str, password: &str, name: &str) -> std::net::TcpStream {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let host = authority(server);
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    write!(
+        stream,
+        "PUT /api/v1/files/{user}/{name} HTTP/1.1\r\nHost: {host}\r\n\
+         Authorization: Basic {auth}\r\nX-Content-SHA256: {}\r\n\
+         Content-Length: 1000\r\n\r\n0123456789",
+        "0".repeat(64)
+    )
+    .unwrap();
+    stream
+}
+
+/// Reads a response's head (status line and headers).
+fn response_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("waiting for an answer");
+        assert!(n > 0, "closed without an answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Waits (bounded) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Issue 15 item 3: one user's many trickling uploads take at most their own places
+/// (the rest get 429 with Retry-After), and another user's upload still succeeds.
+#[test]
+fn trickling_uploads_of_one_user_cannot_crowd_out_others() {
+    let server = TestServer::with_users(
+        &[
+            (USER, Role::Student, PASSWORD),
+            ("other", Role::Student, PASSWORD),
+        ],
+        &["--max-uploads-per-user", "2", "--max-uploads", "4"],
+    );
+    let _stalled: Vec<_> = (0..2)
+        .map(|i| trickle(&server, USER, PASSWORD, &format!("slow{i}.bin")))
+        .collect();
+    wait_until("two uploads are staging", || {
+        common::temp_files(&server.data).len() == 2
+    });
+    for i in 2..6 {
+        let mut refused = trickle(&server, USER, PASSWORD, &format!("slow{i}.bin"));
+        let head = response_head(&mut refused);
+        assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: "),
+            "{head}"
+        );
+    }
+    let r = client()
+        .put(server.at("/api/v1/files/other/fast.txt"))
+        .basic_auth("other", Some(PASSWORD))
+        .header("X-Content-SHA256", sha256_hex(b"on time"))
+        .body(&b"on time"[..])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Issue 15 item 3: an upload that stops sending is dropped after `--body-timeout`
+/// with a 408, and its temp file is gone.
+#[test]
+fn a_stalled_upload_is_dropped_with_nothing_left_behind() {
+    let server = one_user(&["--body-timeout", "1s"]);
+    let mut stalled = trickle(&server, USER, PASSWORD, "slow.bin");
+    let head = response_head(&mut stalled);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    wait_until("the stalled temp file is gone", || {
+        common::temp_files(&server.data).is_empty()
+    });
+    assert!(common::stored_versions(&server.data).is_empty());
+}

@@ -126,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(Extension(Arc::new(web::session::Sessions::new())))
         .layer(Extension(Arc::new(throttle::Throttle::new())))
+        .layer(Extension(Arc::new(upload::UploadSlots::new(
+            state.limits.max_uploads_per_user,
+            state.limits.max_uploads,
+        ))))
         .layer(axum::middleware::from_fn(log::log_requests))
         // Outermost: a refused request's body outlives the response (HTTP/2 resets).
         .layer(axum::middleware::from_fn(keep_body::keep_request_body))
