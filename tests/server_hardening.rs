@@ -497,3 +497,46 @@ fn a_stalled_upload_is_dropped_with_nothing_left_behind() {
     });
     assert!(common::stored_versions(&server.data).is_empty());
 }
+
+/// A client whose connections come from `local` (any 127.x.y.z works on Linux).
+fn client_from(local: &str) -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Issue 15 item 5: a student who signed in from a PC keeps signing in from it while
+/// their name is guessed at from other PCs, also after the server restarts.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_owner_signs_in_while_their_name_is_guessed_even_after_a_restart() {
+    let mut server = one_user(&[]);
+    let tree = |c: &Client, server: &TestServer, password: &str| {
+        c.get(server.at(&format!("/api/v1/tree/{USER}")))
+            .basic_auth(USER, Some(password))
+            .send()
+            .unwrap()
+            .status()
+    };
+    let home = client_from("127.0.0.1");
+    assert_eq!(tree(&home, &server, PASSWORD), StatusCode::OK);
+    let trust = server.data.join("signin-trust.json");
+    wait_until("trust is saved", || trust.exists());
+    server.restart();
+    // 5 wrong guesses from each of 4 other addresses: the name's limit (20) is reached.
+    for i in 2..6 {
+        let guesser = client_from(&format!("127.0.0.{i}"));
+        for _ in 0..5 {
+            assert_eq!(tree(&guesser, &server, "guess"), StatusCode::UNAUTHORIZED);
+        }
+    }
+    let newcomer = client_from("127.0.0.9");
+    assert_eq!(
+        tree(&newcomer, &server, PASSWORD),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the name is locked for addresses it never signed in from"
+    );
+    assert_eq!(tree(&home, &server, PASSWORD), StatusCode::OK);
+}
