@@ -60,8 +60,8 @@ impl Default for Limits {
             max_file_size: 4 << 30,
             quota: None,
             body_timeout: std::time::Duration::from_secs(30),
-            max_uploads_per_user: 8,
-            max_uploads: 128,
+            max_uploads_per_user: 32,
+            max_uploads: 256,
         }
     }
 }
