@@ -540,3 +540,40 @@ fn the_owner_signs_in_while_their_name_is_guessed_even_after_a_restart() {
     );
     assert_eq!(tree(&home, &server, PASSWORD), StatusCode::OK);
 }
+
+/// Threads of a running process, from /proc.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 15 item 3: a stalled upload holds no thread. Before, each one held a blocking
+/// thread while waiting for the network, so 40 stalled uploads meant 40 more threads.
+#[cfg(target_os = "linux")]
+#[test]
+fn stalled_uploads_hold_no_threads() {
+    const STALLED: usize = 40;
+    let server = one_user(&["--max-uploads-per-user", "100", "--body-timeout", "10m"]);
+    let pid = server.pid().unwrap();
+    let _stalled: Vec<_> = (0..STALLED)
+        .map(|i| trickle(&server, USER, PASSWORD, &format!("slow{i}.bin")))
+        .collect();
+    wait_until("every upload is staging", || {
+        common::temp_files(&server.data).len() == STALLED
+    });
+    // Signing 40 clients in at once spawns blocking threads for argon2; idle ones
+    // leave the pool after 10 s. Threads held by stalled uploads would never leave.
+    wait_until("idle blocking threads have left", || {
+        threads_of(pid) < STALLED / 2
+    });
+    assert_eq!(
+        common::temp_files(&server.data).len(),
+        STALLED,
+        "still staging"
+    );
+}
