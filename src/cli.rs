@@ -77,10 +77,10 @@ pub struct ServerArgs {
     #[arg(long, env = "ECTS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: usize,
     /// Uploads one user may have in progress at once; more get 429 with Retry-After.
-    #[arg(long, env = "ECTS_MAX_UPLOADS_PER_USER", default_value_t = 8)]
+    #[arg(long, env = "ECTS_MAX_UPLOADS_PER_USER", default_value_t = 32)]
     pub max_uploads_per_user: usize,
     /// Uploads in progress at once for everyone; more get 503 with Retry-After.
-    #[arg(long, env = "ECTS_MAX_UPLOADS", default_value_t = 128)]
+    #[arg(long, env = "ECTS_MAX_UPLOADS", default_value_t = 256)]
     pub max_uploads: usize,
 }
 

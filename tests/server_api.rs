@@ -74,6 +74,7 @@ impl Api {
             },
             allow_registration,
             tls: false,
+            data: None,
         };
         Self {
             router: router(state),

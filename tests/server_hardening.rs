@@ -402,3 +402,178 @@ fn connections_per_address_are_capped() {
         "the freed place was never given to a new connection"
     );
 }
+
+/// Starts a PUT that declares 1,000 bytes, sends 10 and then stalls.
+fn trickle(server: &TestServer, user: &str, password: &str, name: &str) -> std::net::TcpStream {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let host = authority(server);
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    write!(
+        stream,
+        "PUT /api/v1/files/{user}/{name} HTTP/1.1\r\nHost: {host}\r\n\
+         Authorization: Basic {auth}\r\nX-Content-SHA256: {}\r\n\
+         Content-Length: 1000\r\n\r\n0123456789",
+        "0".repeat(64)
+    )
+    .unwrap();
+    stream
+}
+
+/// Reads a response's head (status line and headers).
+fn response_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("waiting for an answer");
+        assert!(n > 0, "closed without an answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Waits (bounded) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Issue 15 item 3: one user's many trickling uploads take at most their own places
+/// (the rest get 429 with Retry-After), and another user's upload still succeeds.
+#[test]
+fn trickling_uploads_of_one_user_cannot_crowd_out_others() {
+    let server = TestServer::with_users(
+        &[
+            (USER, Role::Student, PASSWORD),
+            ("other", Role::Student, PASSWORD),
+        ],
+        &["--max-uploads-per-user", "2", "--max-uploads", "4"],
+    );
+    let _stalled: Vec<_> = (0..2)
+        .map(|i| trickle(&server, USER, PASSWORD, &format!("slow{i}.bin")))
+        .collect();
+    wait_until("two uploads are staging", || {
+        common::temp_files(&server.data).len() == 2
+    });
+    for i in 2..6 {
+        let mut refused = trickle(&server, USER, PASSWORD, &format!("slow{i}.bin"));
+        let head = response_head(&mut refused);
+        assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: "),
+            "{head}"
+        );
+    }
+    let r = client()
+        .put(server.at("/api/v1/files/other/fast.txt"))
+        .basic_auth("other", Some(PASSWORD))
+        .header("X-Content-SHA256", sha256_hex(b"on time"))
+        .body(&b"on time"[..])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Issue 15 item 3: an upload that stops sending is dropped after `--body-timeout`
+/// with a 408, and its temp file is gone.
+#[test]
+fn a_stalled_upload_is_dropped_with_nothing_left_behind() {
+    let server = one_user(&["--body-timeout", "1s"]);
+    let mut stalled = trickle(&server, USER, PASSWORD, "slow.bin");
+    let head = response_head(&mut stalled);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    wait_until("the stalled temp file is gone", || {
+        common::temp_files(&server.data).is_empty()
+    });
+    assert!(common::stored_versions(&server.data).is_empty());
+}
+
+/// A client whose connections come from `local` (any 127.x.y.z works on Linux).
+fn client_from(local: &str) -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Issue 15 item 5: a student who signed in from a PC keeps signing in from it while
+/// their name is guessed at from other PCs, also after the server restarts.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_owner_signs_in_while_their_name_is_guessed_even_after_a_restart() {
+    let mut server = one_user(&[]);
+    let tree = |c: &Client, server: &TestServer, password: &str| {
+        c.get(server.at(&format!("/api/v1/tree/{USER}")))
+            .basic_auth(USER, Some(password))
+            .send()
+            .unwrap()
+            .status()
+    };
+    let home = client_from("127.0.0.1");
+    assert_eq!(tree(&home, &server, PASSWORD), StatusCode::OK);
+    let trust = server.data.join("signin-trust.json");
+    wait_until("trust is saved", || trust.exists());
+    server.restart();
+    // 5 wrong guesses from each of 4 other addresses: the name's limit (20) is reached.
+    for i in 2..6 {
+        let guesser = client_from(&format!("127.0.0.{i}"));
+        for _ in 0..5 {
+            assert_eq!(tree(&guesser, &server, "guess"), StatusCode::UNAUTHORIZED);
+        }
+    }
+    let newcomer = client_from("127.0.0.9");
+    assert_eq!(
+        tree(&newcomer, &server, PASSWORD),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the name is locked for addresses it never signed in from"
+    );
+    assert_eq!(tree(&home, &server, PASSWORD), StatusCode::OK);
+}
+
+/// Threads of a running process, from /proc.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 15 item 3: a stalled upload holds no thread. Before, each one held a blocking
+/// thread while waiting for the network, so 40 stalled uploads meant 40 more threads.
+#[cfg(target_os = "linux")]
+#[test]
+fn stalled_uploads_hold_no_threads() {
+    const STALLED: usize = 40;
+    let server = one_user(&["--max-uploads-per-user", "100", "--body-timeout", "10m"]);
+    let pid = server.pid().unwrap();
+    let _stalled: Vec<_> = (0..STALLED)
+        .map(|i| trickle(&server, USER, PASSWORD, &format!("slow{i}.bin")))
+        .collect();
+    wait_until("every upload is staging", || {
+        common::temp_files(&server.data).len() == STALLED
+    });
+    // Signing 40 clients in at once spawns blocking threads for argon2; idle ones
+    // leave the pool after 10 s. Threads held by stalled uploads would never leave.
+    wait_until("idle blocking threads have left", || {
+        threads_of(pid) < STALLED / 2
+    });
+    assert_eq!(
+        common::temp_files(&server.data).len(),
+        STALLED,
+        "still staging"
+    );
+}

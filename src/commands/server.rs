@@ -43,6 +43,7 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         },
         allow_registration: args.allow_registration,
         tls: args.tls_cert.is_some(),
+        data: Some(args.data.clone()),
     };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

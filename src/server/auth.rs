@@ -106,7 +106,13 @@ pub async fn check_password(
     .await?;
     if let Some(t) = &throttle {
         match (&result, guessed) {
-            (Ok(_), _) => t.succeeded(addr, &name),
+            (Ok(_), _) => {
+                if t.succeeded(addr, &name) {
+                    let t = t.clone();
+                    // Off the runtime: a small file write, not awaited by the request.
+                    tokio::task::spawn_blocking(move || t.save());
+                }
+            }
             (Err(_), true) => t.failed(addr, &name),
             (Err(_), false) => {}
         }

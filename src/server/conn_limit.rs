@@ -84,7 +84,8 @@ impl<S> Accept<TcpStream, S> for PerAddressLimit {
                 service,
             )),
             Some((addr, None)) => {
-                tracing::warn!(%addr, max = self.max, "connection refused: too many open connections from one address");
+                // Debug, not warn: a flood of these must not flood the log as well.
+                tracing::debug!(%addr, max = self.max, "connection refused: too many open connections from one address");
                 Err(io::Error::other("too many connections from one address"))
             }
             // No peer address: nothing to count it against.

@@ -19,6 +19,8 @@ pub struct ApiError {
     message: String,
     /// Set on 405: the methods the resource does allow.
     allow: Option<&'static str>,
+    /// Seconds for `Retry-After` (429, 503): when the client may try again.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,7 +29,14 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: secs` (the ects client's spool waits that long).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -58,6 +67,7 @@ impl ApiError {
                 "ects never deletes or overwrites stored versions; this address allows only {allow}"
             ),
             allow: Some(allow),
+            retry_after: None,
         }
     }
 
@@ -112,6 +122,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(

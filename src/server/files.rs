@@ -10,7 +10,7 @@ use super::auth::{Access, authenticate, authorize};
 use super::download::{self, Ranged};
 use super::error::ApiError;
 use super::target;
-use super::upload::{UploadLimit, blocking_reader, content_length};
+use super::upload::{UploadLimit, content_length, receive, upload_slots};
 use crate::api::SHA256_HEADER;
 use crate::names::{RelPath, UserName};
 use crate::store::{Digest, VersionInfo};
@@ -57,13 +57,13 @@ pub async fn put_file(State(state): State<AppState>, req: Request) -> Result<Res
         None => false,
     };
     let limit = UploadLimit::decide(&state, &owner, declared, dedup).await?;
-    let mut reader = blocking_reader(body);
+    let _slot = upload_slots(&parts)?.acquire(&owner)?;
+    let staged = receive(&state, body, &limit).await?;
     let store = state.store.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        store.put(&owner, &path, &mut reader, limit.bytes, Some(&expected))
-    })
-    .await?
-    .map_err(|e| limit.error(e))?;
+    let outcome =
+        tokio::task::spawn_blocking(move || store.commit(&owner, &path, staged, Some(&expected)))
+            .await?
+            .map_err(|e| limit.error(e))?;
     let status = if outcome.created {
         StatusCode::CREATED
     } else {

@@ -4,14 +4,15 @@
 //! Over HTTP/2, dropping it while the response is still unsent makes h2 reset the
 //! stream with CANCEL, and clients report "Stream error in the HTTP/2 framing layer"
 //! instead of our status and JSON reason. So the dropped body is parked, and:
-//! - a small rest (at most [`DRAIN_BYTES`], within [`DRAIN_TIME`]) is read and discarded
+//! - a small rest (at most [`DRAIN_BYTES`], within [`DRAIN_TIME`], pauses at most
+//!   [`DRAIN_IDLE`]) is read and discarded
 //!   before the refusal is sent: the client finishes its request normally;
 //! - a larger one is dropped only after the response's last frame is queued, when h2
 //!   resets with NO_ERROR, which RFC 9113 §8.1 says clients must accept after a
 //!   complete response (some older clients still report an error then).
 //!
-//! Over HTTP/1 the middleware steps aside: hyper closes or drains the connection, and a
-//! refusal never waits for a body the client has not sent.
+//! Over HTTP/1 this layer does nothing: hyper closes or drains the connection itself,
+//! and a refused body is never read.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -31,11 +32,13 @@ type Parked = Arc<Mutex<Option<Body>>>;
 pub const DRAIN_BYTES: u64 = 1 << 20;
 /// How long reading that rest may take.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// A client that pauses this long while its rest is read is not waited for: a stalled
+/// client gets its refusal at once.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(500);
 
 /// Middleware: parks the request body on drop; the response body releases it.
 pub async fn keep_request_body(req: Request, next: Next) -> Response {
-    // HTTP/1 refuses without reading the body (hyper then closes or drains the
-    // connection), so a client that waits for the answer never has to send it.
+    // HTTP/1 handles an unread body itself (drains or closes the connection).
     if req.version() != axum::http::Version::HTTP_2 {
         return next.run(req).await;
     }
@@ -47,7 +50,9 @@ pub async fn keep_request_body(req: Request, next: Next) -> Response {
         })
     });
     let response = next.run(req).await;
-    if !response.status().is_success() {
+    // A 408 means the client stopped sending: waiting for the rest would be pointless.
+    let status = response.status();
+    if !status.is_success() && status != axum::http::StatusCode::REQUEST_TIMEOUT {
         let unread = parked.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(body) = unread
             && let Some(rest) = drain(body).await
@@ -71,15 +76,17 @@ async fn drain(mut body: Body) -> Option<Body> {
     }
     let mut read = 0u64;
     let finished = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-        {
-            let Ok(frame) = frame else { return true };
+        loop {
+            let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+            let Ok(next) = tokio::time::timeout(DRAIN_IDLE, next).await else {
+                return false;
+            };
+            let Some(Ok(frame)) = next else { return true };
             read += frame.data_ref().map_or(0, |d| d.len() as u64);
             if read > DRAIN_BYTES {
                 return false;
             }
         }
-        true
     })
     .await;
     match finished {

@@ -53,6 +53,7 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> Result<Respo
     let md5 = declared_md5(&parts.headers)?;
     let declared = content_length(&parts)?.map(|n| n.saturating_sub(MULTIPART_SLACK));
     let limit = UploadLimit::decide(&state, &owner, declared, false).await?;
+    let _slot = super::upload::upload_slots(&parts)?.acquire(&owner)?;
 
     let mut multipart = Multipart::from_request(Request::from_parts(parts, body), &state)
         .await
@@ -194,8 +195,22 @@ async fn stage_field(
         let staged = store.stage(&mut reader, limit.bytes)?;
         Ok((staged, reader.md5.finalize().into()))
     });
+    let timeout = state.limits.body_timeout;
     loop {
-        match field.chunk().await {
+        let Ok(next) = tokio::time::timeout(timeout, field.chunk()).await else {
+            // Staging must fail, not see a short end: its temp file is then removed.
+            let _ = tx.send(Err(io::Error::other("no data"))).await;
+            drop(tx);
+            let _ = task.await;
+            return Err(ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the upload sent nothing for {} seconds, so it was dropped; nothing was stored",
+                    timeout.as_secs()
+                ),
+            ));
+        };
+        match next {
             Ok(Some(chunk)) => {
                 // A closed channel means staging stopped (e.g. too large): its
                 // error is the answer.

@@ -60,8 +60,8 @@ impl Default for Limits {
             max_file_size: 4 << 30,
             quota: None,
             body_timeout: std::time::Duration::from_secs(30),
-            max_uploads_per_user: 8,
-            max_uploads: 128,
+            max_uploads_per_user: 32,
+            max_uploads: 256,
         }
     }
 }
@@ -76,6 +76,8 @@ pub struct AppState {
     pub allow_registration: bool,
     /// Served over TLS: the web session cookie is marked `Secure`.
     pub tls: bool,
+    /// The data folder, where sign-in trust is kept across restarts (`None`: in memory).
+    pub data: Option<std::path::PathBuf>,
 }
 
 /// Methods allowed on files; everything else (DELETE, PATCH, POST…) is a 405.
@@ -125,7 +127,14 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(Extension(Arc::new(web::session::Sessions::new())))
-        .layer(Extension(Arc::new(throttle::Throttle::new())))
+        .layer(Extension(Arc::new(match &state.data {
+            Some(data) => throttle::Throttle::with_trust_file(data.join(throttle::TRUST_FILE)),
+            None => throttle::Throttle::new(),
+        })))
+        .layer(Extension(Arc::new(upload::UploadSlots::new(
+            state.limits.max_uploads_per_user,
+            state.limits.max_uploads,
+        ))))
         .layer(axum::middleware::from_fn(log::log_requests))
         // Outermost: a refused request's body outlives the response (HTTP/2 resets).
         .layer(axum::middleware::from_fn(keep_body::keep_request_body))

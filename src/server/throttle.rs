@@ -12,13 +12,25 @@
 //! limit (it still has its own per-(address, name) one). Uploads refused with 429 stay
 //! in the drive's spool and are retried, so a lock-out delays backups, never loses one.
 //!
+//! The per-address limit stops one PC guessing many names, but must not lock out the
+//! classmates who share its address (a lab's NAT): trusted pairs skip it as well.
+//! Trust is kept in `<data>/signin-trust.json` (mode 0600), so a restart of the server
+//! does not hand a guesser the lock-out trust prevented.
+//!
 //! The address is the TCP peer's: behind a reverse proxy all clients share one, so the
 //! per-address limit is generous.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the trust file in the data folder.
+pub const TRUST_FILE: &str = "signin-trust.json";
 
 /// How long failures are remembered (and a lock-out lasts, at most).
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -52,11 +64,89 @@ pub struct Throttle {
     windows: Mutex<HashMap<Key, Window>>,
     /// (address, name) pairs that signed in successfully, and when.
     trusted: Mutex<HashMap<(IpAddr, String), Instant>>,
+    /// Where trust is kept across restarts, if anywhere.
+    trust_file: Option<PathBuf>,
+}
+
+/// One trusted pair in the trust file.
+#[derive(Serialize, Deserialize)]
+struct TrustRecord {
+    addr: IpAddr,
+    name: String,
+    /// When it last signed in, in seconds since 1970.
+    at: u64,
 }
 
 impl Throttle {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A throttle whose trust is loaded from, and saved to, `file`. A missing or
+    /// unreadable file starts with no trust (logged), never stops the server.
+    pub fn with_trust_file(file: PathBuf) -> Self {
+        let mut trusted = HashMap::new();
+        match std::fs::read(&file) {
+            Ok(bytes) => match serde_json::from_slice::<Vec<TrustRecord>>(&bytes) {
+                Ok(records) => {
+                    let (now, wall) = (Instant::now(), unix_now());
+                    for r in records {
+                        let age = Duration::from_secs(wall.saturating_sub(r.at));
+                        if age < TRUST
+                            && let Some(at) = now.checked_sub(age)
+                        {
+                            trusted.insert((r.addr, r.name), at);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable sign-in trust file")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot read the sign-in trust file")
+            }
+        }
+        Self {
+            trusted: Mutex::new(trusted),
+            trust_file: Some(file),
+            ..Self::default()
+        }
+    }
+
+    /// Writes the trusted pairs to the trust file (mode 0600, atomic rename).
+    /// Blocking: call it off the async runtime.
+    pub fn save(&self) {
+        let Some(file) = &self.trust_file else { return };
+        let records: Vec<TrustRecord> = {
+            let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            let (now, wall) = (Instant::now(), unix_now());
+            trusted
+                .iter()
+                .filter(|(_, t)| now.saturating_duration_since(**t) < TRUST)
+                .map(|((addr, name), t)| TrustRecord {
+                    addr: *addr,
+                    name: name.clone(),
+                    at: wall.saturating_sub(now.saturating_duration_since(*t).as_secs()),
+                })
+                .collect()
+        };
+        let dir = file.parent().unwrap_or(std::path::Path::new("."));
+        let result = serde_json::to_vec(&records)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                // tempfile creates the file 0600.
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".signin-trust.")
+                    .tempfile_in(dir)?;
+                tmp.write_all(&json)?;
+                tmp.persist(file).map_err(|e| e.error)?;
+                Ok(())
+            });
+        if let Err(e) = result {
+            tracing::warn!(file = %file.display(), error = %e, "cannot save the sign-in trust file");
+        }
     }
 
     /// `Err(wait)` when sign-ins for `name` from `addr` are refused for now.
@@ -70,11 +160,13 @@ impl Throttle {
     }
 
     /// Clears the counters a successful sign-in proves were the owner's own mistakes.
-    pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) {
-        self.succeeded_at(addr, name, Instant::now());
+    /// `true` when trust changed and should be saved.
+    pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) -> bool {
+        self.succeeded_at(addr, name, Instant::now())
     }
 
-    fn succeeded_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) {
+    fn succeeded_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> bool {
+        let mut changed = false;
         if let Some(addr) = addr {
             let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
             let key = (addr, name.to_owned());
@@ -88,17 +180,19 @@ impl Throttle {
                 }
                 if trusted.len() < MAX_KEYS {
                     trusted.insert(key, now);
+                    changed = true;
                 }
             }
         }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.is_empty() {
-            return;
+            return changed;
         }
         windows.remove(&Key::Name(name.to_owned()));
         if let Some(addr) = addr {
             windows.remove(&Key::Pair(addr, name.to_owned()));
         }
+        changed
     }
 
     fn is_trusted(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> bool {
@@ -125,7 +219,9 @@ impl Throttle {
         }
         let mut wait = Duration::ZERO;
         for (key, limit) in Self::keys(addr, name) {
-            if matches!(key, Key::Name(_)) && self.is_trusted(addr, name, now) {
+            // Guessing elsewhere, or at other names from the same address (a shared
+            // lab NAT), does not lock out a pair that signed in before.
+            if matches!(key, Key::Name(_) | Key::Address(_)) && self.is_trusted(addr, name, now) {
                 continue;
             }
             if let Some(w) = windows.get(&key) {
@@ -168,6 +264,12 @@ impl Throttle {
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -223,6 +325,43 @@ mod tests {
             t.check_at(Some(home), "alice", now).is_err(),
             "own limit holds"
         );
+    }
+
+    /// Issue 15 item 5: a classmate guessing many names from a shared address does not
+    /// lock out the students who signed in from it before; newcomers are limited.
+    #[test]
+    fn guessing_from_a_shared_address_does_not_lock_out_its_known_users() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        let lab: IpAddr = "10.0.5.5".parse().unwrap();
+        t.succeeded_at(Some(lab), "alice", now);
+        for i in 0..PER_ADDRESS {
+            t.failed_at(Some(lab), &format!("guess{i}"), now);
+        }
+        let cases = [("alice", true), ("newcomer", false)];
+        for (name, allowed) in cases {
+            assert_eq!(t.check_at(Some(lab), name, now).is_ok(), allowed, "{name}");
+        }
+    }
+
+    #[test]
+    fn trust_survives_a_restart_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(TRUST_FILE);
+        let home: IpAddr = "10.0.0.1".parse().unwrap();
+        let before = Throttle::with_trust_file(file.clone());
+        assert!(before.succeeded(Some(home), "alice"));
+        before.save();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+        let after = Throttle::with_trust_file(file);
+        let now = Instant::now();
+        assert!(after.is_trusted(Some(home), "alice", now));
+        assert!(!after.is_trusted(Some(home), "bob", now));
     }
 
     #[test]

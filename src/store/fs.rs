@@ -28,8 +28,8 @@ use super::clock::{self, Clock};
 use super::journal::{Journal, JournalEvent};
 use super::private;
 use super::{
-    Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree, TreeFile,
-    VersionInfo, VersionRead,
+    Digest, HashingReader, PutOutcome, Staged, StagedData, Stager, Store, StoreError, Tree,
+    TreeFile, VersionInfo, VersionRead,
 };
 use crate::durable::sync_dir;
 use crate::names::{RelPath, UserName, version_ext};
@@ -235,6 +235,14 @@ impl FsStore {
 }
 
 impl Store for FsStore {
+    fn stager(&self, limit: u64) -> Result<Stager, StoreError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&self.tmp)
+            .map_err(StoreError::from_disk)?;
+        Ok(Stager::new(limit, StagedData::Disk(tmp)))
+    }
+
     fn stage(&self, body: &mut dyn Read, limit: u64) -> Result<Staged, StoreError> {
         let mut tmp = tempfile::Builder::new()
             .prefix("upload-")

@@ -103,6 +103,61 @@ impl Staged {
     }
 }
 
+/// Content pushed in chunks into a staging area, hashed on the way: for callers that
+/// must not block a thread while waiting for the next chunk (the server's uploads).
+/// Dropped before [`Stager::finish`], it discards everything (the temp file is removed).
+#[derive(Debug)]
+pub struct Stager {
+    hasher: sha2::Sha256,
+    size: u64,
+    limit: u64,
+    data: StagedData,
+}
+
+impl Stager {
+    fn new(limit: u64, data: StagedData) -> Self {
+        use sha2::Digest as _;
+        Self {
+            hasher: sha2::Sha256::new(),
+            size: 0,
+            limit,
+            data,
+        }
+    }
+
+    /// Appends a chunk. Blocking (disk I/O). Fails with [`StoreError::TooLarge`] as
+    /// soon as more than the limit has arrived.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        if self.size > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        self.hasher.update(chunk);
+        match &mut self.data {
+            StagedData::Disk(tmp) => tmp
+                .as_file_mut()
+                .write_all(chunk)
+                .map_err(StoreError::from_disk),
+            StagedData::Memory(bytes) => {
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole content, ready for [`Store::commit`].
+    pub fn finish(self) -> Staged {
+        use sha2::Digest as _;
+        Staged {
+            digest: Digest::from_bytes(self.hasher.finalize().into()),
+            size: self.size,
+            data: self.data,
+        }
+    }
+}
+
 /// A readable, seekable stored version.
 pub trait VersionRead: Read + Seek + Send {}
 impl<T: Read + Seek + Send> VersionRead for T {}
@@ -163,6 +218,12 @@ pub trait Store: Send + Sync {
     /// Streams `body` into a staging area while hashing it. Fails with
     /// [`StoreError::TooLarge`] as soon as more than `limit` bytes arrive.
     fn stage(&self, body: &mut dyn Read, limit: u64) -> Result<Staged, StoreError>;
+
+    /// A staging area to push content into chunk by chunk (see [`Stager`]), holding
+    /// at most `limit` bytes. By default in memory; disk stores stage on disk.
+    fn stager(&self, limit: u64) -> Result<Stager, StoreError> {
+        Ok(Stager::new(limit, StagedData::Memory(Vec::new())))
+    }
 
     /// Stores staged content as a version of `path`. If `expected` is given and differs
     /// from the content's hash, nothing is stored. The same content at the same path
