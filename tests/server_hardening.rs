@@ -463,7 +463,7 @@ fn trickling_uploads_of_one_user_cannot_crowd_out_others() {
         .map(|i| trickle(&server, USER, PASSWORD, &format!("slow{i}.bin")))
         .collect();
     wait_until("two uploads are staging", || {
-        common::temp_files(&server.data).len() == 2
+        support::temp_files(&server.data).len() == 2
     });
     for i in 2..6 {
         let mut refused = trickle(&server, USER, PASSWORD, &format!("slow{i}.bin"));
@@ -493,9 +493,9 @@ fn a_stalled_upload_is_dropped_with_nothing_left_behind() {
     let head = response_head(&mut stalled);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     wait_until("the stalled temp file is gone", || {
-        common::temp_files(&server.data).is_empty()
+        support::temp_files(&server.data).is_empty()
     });
-    assert!(common::stored_versions(&server.data).is_empty());
+    assert!(support::stored_versions(&server.data).is_empty());
 }
 
 /// A client whose connections come from `local` (any 127.x.y.z works on Linux).
@@ -564,7 +564,7 @@ fn stalled_uploads_hold_no_threads() {
         .map(|i| trickle(&server, USER, PASSWORD, &format!("slow{i}.bin")))
         .collect();
     wait_until("every upload is staging", || {
-        common::temp_files(&server.data).len() == STALLED
+        support::temp_files(&server.data).len() == STALLED
     });
     // Signing 40 clients in at once spawns blocking threads for argon2; idle ones
     // leave the pool after 10 s. Threads held by stalled uploads would never leave.
@@ -572,7 +572,7 @@ fn stalled_uploads_hold_no_threads() {
         threads_of(pid) < STALLED / 2
     });
     assert_eq!(
-        common::temp_files(&server.data).len(),
+        support::temp_files(&server.data).len(),
         STALLED,
         "still staging"
     );
