@@ -327,12 +327,7 @@ fn mount_without_data_uses_the_users_data_folder() {
         support::drive::is_mounted(&mnt) && mnt.join(".versions").exists()
     });
     fs::write(mnt.join("note.txt"), b"kept").unwrap();
-    let st = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::drive::fusermount_u(&mnt);
     let out = drive.wait();
     assert!(out.status.success(), "{}", text(&out));
     assert!(

@@ -373,12 +373,7 @@ fn login_script_remounts_after_a_killed_drive() {
         mnt.join(".ects-status.txt").exists()
     });
     fs::write(mnt.join("after-crash.txt"), b"saved again").unwrap();
-    let st = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::drive::fusermount_u(&mnt);
     support::drive::wait_for("the drive to exit", || {
         matches!(drive.0.try_wait(), Ok(Some(_)))
     });

@@ -144,12 +144,7 @@ fn a_stale_mount_is_explained_and_reconcile_versions_what_was_missed() {
     assert!(err.contains("stale mount"), "{err}");
     assert!(err.contains("fusermount3 -u"), "{err}");
 
-    let st = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::drive::fusermount_u(&mnt);
     // Edits made while the drive was not mounted, straight in its folder.
     fs::write(place.backing().join("kept.txt"), b"edited offline").unwrap();
     fs::write(place.backing().join("new.txt"), b"made offline").unwrap();

@@ -9,7 +9,6 @@
 mod support;
 
 use std::fs;
-use std::process::Command;
 
 use support::client::{PASSWORD, Server, USER};
 use support::drive::{Place, StaleGuard, stored_versions_of, wait_for};
@@ -79,12 +78,7 @@ fn a_drive_killed_with_a_full_spool_delivers_everything_at_the_next_mount() {
     let mnt = m.mnt.clone();
     m.kill();
     let _stale = StaleGuard(mnt.clone());
-    let st = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::drive::fusermount_u(&mnt);
 
     server.restart();
     let m = place.mount_server(&server.url, USER, PASSWORD);

@@ -212,12 +212,7 @@ impl Mounted {
 
     /// `fusermount3 -u`, as a student's file manager would; waits for the process.
     pub fn fusermount_u(mut self) -> (ExitStatus, String) {
-        let st = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "fusermount3 -u failed");
+        fusermount_u(&self.mnt);
         let mut child = self.child.take().unwrap();
         wait_child(&mut child)
     }
@@ -230,6 +225,16 @@ impl Mounted {
         // Leave the stale mount for the caller's guard to clean up.
         self.keep_mount = true;
     }
+}
+
+/// `fusermount3 -u MNT`, as a student's file manager would; panics if it fails.
+pub fn fusermount_u(mnt: &Path) {
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(mnt)
+        .status()
+        .expect("running fusermount3");
+    assert!(st.success(), "fusermount3 -u {} failed", mnt.display());
 }
 
 fn wait_child(child: &mut Child) -> (ExitStatus, String) {
