@@ -555,16 +555,7 @@ impl Spool {
                 let Ok(path) = RelPath::parse(&c.path) else {
                     continue;
                 };
-                st.pending.insert(
-                    id,
-                    Entry {
-                        id,
-                        path,
-                        sha256: c.sha256,
-                        size: c.size,
-                        time: c.time,
-                    },
-                );
+                st.pending.insert(id, Entry::from_rec(path, &c));
                 st.records.push(Record::Retry { id });
                 n += 1;
             }

@@ -84,16 +84,7 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
         let path = RelPath::parse(&c.path);
         match (damage, path) {
             (None, Ok(path)) => {
-                state.pending.insert(
-                    id,
-                    Entry {
-                        id,
-                        path,
-                        sha256: c.sha256,
-                        size: c.size,
-                        time: c.time,
-                    },
-                );
+                state.pending.insert(id, Entry::from_rec(path, &c));
             }
             (damage, path) => {
                 let message = damage.unwrap_or_else(|| match path {

@@ -29,6 +29,17 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// The entry a journal record describes, once its path has been checked.
+    pub(super) fn from_rec(path: RelPath, c: &CaptureRec) -> Entry {
+        Entry {
+            id: c.id,
+            path,
+            sha256: c.sha256,
+            size: c.size,
+            time: c.time,
+        }
+    }
+
     pub(super) fn rec(&self) -> CaptureRec {
         CaptureRec {
             id: self.id,
