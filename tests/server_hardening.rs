@@ -499,6 +499,7 @@ fn a_stalled_upload_is_dropped_with_nothing_left_behind() {
 }
 
 /// A client whose connections come from `local` (any 127.x.y.z works on Linux).
+#[cfg(target_os = "linux")]
 fn client_from(local: &str) -> Client {
     Client::builder()
         .timeout(Duration::from_secs(120))
