@@ -1,10 +1,16 @@
 //! The append-only upload journal: `<data>/journal/<user>.log`, one JSON line per
 //! accepted upload (new version or repeat). It is never rewritten; it lets an admin
 //! (and the tests) see exactly what arrived and when, independent of any client's word.
+//!
+//! A deletion is one more appended line (`delete`), never an erase: every version
+//! stays. The journal is also the change feed (`GET /api/v1/changes`): a cursor is the
+//! number of events already seen, and [`ChangeSignal`] wakes the feed's waiters.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,7 +26,8 @@ pub struct JournalEvent {
     pub path: String,
     pub sha256: Digest,
     pub size: u64,
-    /// `new`: a version was stored; `dup`: the same content was already there.
+    /// `new`: a version was stored; `dup`: the same content was already there;
+    /// `delete`: the file was deleted (`sha256`/`size` name its newest version then).
     pub event: EventKind,
 }
 
@@ -29,6 +36,44 @@ pub struct JournalEvent {
 pub enum EventKind {
     New,
     Dup,
+    Delete,
+}
+
+/// The deletion in force for `path`: its last event is a `delete` (a later save, new or
+/// repeat, makes the file live again).
+pub fn current_deletion<'a>(events: &'a [JournalEvent], path: &str) -> Option<&'a JournalEvent> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.path == path)
+        .filter(|e| e.event == EventKind::Delete)
+}
+
+/// One watch channel per user, bumped after each event appended to their journal, so
+/// that a long-polling change feed wakes at once instead of re-reading on a timer.
+#[derive(Default)]
+pub struct ChangeSignal {
+    users: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl ChangeSignal {
+    fn sender(&self, user: &UserName) -> tokio::sync::watch::Sender<u64> {
+        let mut users = super::fs::lock(&self.users);
+        users
+            .entry(user.as_str().to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .clone()
+    }
+
+    /// Wakes every waiter on `user`'s feed.
+    pub fn notify(&self, user: &UserName) {
+        self.sender(user).send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees a change after each later [`ChangeSignal::notify`].
+    pub fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {
+        self.sender(user).subscribe()
+    }
 }
 
 pub(crate) struct Journal {
@@ -66,7 +111,12 @@ impl Journal {
                 EventKind::Dup
             },
         };
-        let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
+        self.append_event(user, &event)
+    }
+
+    /// Appends one event as it is (the deletion path).
+    pub(crate) fn append_event(&self, user: &UserName, event: &JournalEvent) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut file = super::private::open_options()
             .create(true)
