@@ -15,6 +15,7 @@ pub mod glob;
 mod keep_body;
 mod legacy;
 mod log;
+mod roaming;
 mod serve;
 mod target;
 mod throttle;
@@ -106,6 +107,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/tree/{*rest}",
             get(files::tree).fallback(refuse(READ_METHODS)),
+        )
+        // Roaming (extends SPEC §3): deletions as events, and the change feed.
+        .route(
+            "/api/v1/deletions/{*rest}",
+            post(roaming::delete).fallback(refuse("POST")),
+        )
+        .route(
+            "/api/v1/changes/{*rest}",
+            get(roaming::changes).fallback(refuse(READ_METHODS)),
         )
         .route("/upload", post(legacy::upload).fallback(refuse("POST")))
         // Teachers: the class list and collecting work (extends SPEC §3).

@@ -1,0 +1,159 @@
+//! Roaming (extends SPEC §3): deletions recorded as journal events, and the change feed
+//! a drive elsewhere follows to see new versions and deletions. Both are write-only:
+//! a deletion appends, it never removes or hides a version.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::auth::Access;
+use super::error::ApiError;
+use super::files::enter;
+use super::target;
+use crate::api::{Changes, MAX_CHANGES_WAIT_SECS};
+use crate::store::StoreError;
+
+const DELETIONS: &str = "/api/v1/deletions/";
+const CHANGES: &str = "/api/v1/changes/";
+
+/// `POST /api/v1/deletions/{user}/{path}`: records that the file was deleted. 201 with
+/// the event; 200 with the earlier event when it is already deleted; 404 when the path
+/// has no version. Only the owner may (403 before anything is written).
+pub async fn delete(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let (owner, rest) = enter(&state, &parts, DELETIONS, Access::Write).await?;
+    let path = target::file_path(rest)?;
+    let store = state.store.clone();
+    let deletion = tokio::task::spawn_blocking(move || store.delete(&owner, &path))
+        .await?
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found(
+                "no version of this file is stored, so there is nothing to delete",
+            ),
+            e => e.into(),
+        })?;
+    let status = if deletion.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(deletion.event)).into_response())
+}
+
+/// `GET /api/v1/changes/{user}[?after=CURSOR][&wait=SECONDS]`: the events of the user's
+/// journal after `CURSOR` (from the start without one). With `wait`, an answer that
+/// would be empty waits until an event is appended or `wait` seconds (at most 30) pass.
+pub async fn changes(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let (owner, rest) = enter(&state, &parts, CHANGES, Access::Read).await?;
+    if !rest.is_empty() {
+        return Err(ApiError::not_found(
+            "the change feed is /api/v1/changes/{user}, with nothing after the name",
+        ));
+    }
+    let query = FeedQuery::parse(parts.uri.query())?;
+    // Subscribed before the first read, so an event appended in between still wakes us.
+    let mut signal = state.store.subscribe(&owner);
+    let deadline = tokio::time::Instant::now() + query.wait;
+    loop {
+        signal.mark_unchanged();
+        let (store, who) = (state.store.clone(), owner.clone());
+        let events = tokio::task::spawn_blocking(move || store.events(&who)).await??;
+        if query.after > events.len() {
+            return Err(ApiError::bad_request(format!(
+                "the cursor {} is past the end of this journal ({} events); start again without one",
+                query.after,
+                events.len()
+            )));
+        }
+        if events.len() > query.after {
+            let cursor = events.len().to_string();
+            let events = events.into_iter().skip(query.after).collect();
+            return Ok(Json(Changes { events, cursor }).into_response());
+        }
+        // Woken by an append: read again. Over: answer empty without another read, so a
+        // lost wake-up shows as an empty answer (the same cursor finds the event next).
+        if tokio::time::timeout_at(deadline, signal.changed())
+            .await
+            .is_err()
+        {
+            let cursor = query.after.to_string();
+            return Ok(Json(Changes {
+                events: Vec::new(),
+                cursor,
+            })
+            .into_response());
+        }
+    }
+}
+
+/// The change feed's query: where to start and how long to wait.
+#[derive(Debug, PartialEq, Eq)]
+struct FeedQuery {
+    after: usize,
+    wait: Duration,
+}
+
+impl FeedQuery {
+    fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut out = FeedQuery {
+            after: 0,
+            wait: Duration::ZERO,
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "after" => {
+                    out.after = value.parse().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "the cursor \"{}\" is not one this server gave out",
+                            value.escape_debug()
+                        ))
+                    })?;
+                }
+                "wait" => {
+                    let secs: u64 = value.parse().map_err(|_| {
+                        ApiError::bad_request("wait is a whole number of seconds (0 to 30)")
+                    })?;
+                    out.wait = Duration::from_secs(secs.min(MAX_CHANGES_WAIT_SECS));
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_query() {
+        assert_eq!(
+            FeedQuery::parse(None).unwrap(),
+            FeedQuery {
+                after: 0,
+                wait: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            FeedQuery::parse(Some("after=12&wait=999&x=1")).unwrap(),
+            FeedQuery {
+                after: 12,
+                wait: Duration::from_secs(30)
+            }
+        );
+        for bad in ["after=-1", "after=abc", "after=", "wait=1.5", "wait=-2"] {
+            assert!(FeedQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
