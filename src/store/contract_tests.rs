@@ -233,6 +233,34 @@ fn deletion_contract(store: &dyn Store, clock: &ManualClock) {
 }
 
 #[test]
+fn fs_store_journal_goes_on_after_a_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    put(&store, "torn", "a.txt", b"a").unwrap();
+    // A crash mid-append leaves half a line without its newline.
+    let log = dir.path().join("journal/torn.log");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"time\":\"2026-").unwrap();
+    drop(f);
+    put(&store, "torn", "b.txt", b"b").unwrap();
+    store.delete(&user("torn"), &path("a.txt")).unwrap();
+    let seen: Vec<(String, EventKind)> = store
+        .events(&user("torn"))
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.path, e.event))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a.txt".to_owned(), EventKind::New),
+            ("b.txt".to_owned(), EventKind::New),
+            ("a.txt".to_owned(), EventKind::Delete)
+        ]
+    );
+}
+
+#[test]
 fn mem_store_contract() {
     let clock = term_start();
     contract(&MemStore::with_clock(clock.clone()), &clock);

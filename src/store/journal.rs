@@ -121,7 +121,13 @@ impl Journal {
         let mut file = super::private::open_options()
             .create(true)
             .append(true)
+            .read(true)
             .open(self.file(user))?;
+        if ends_torn(&mut file)? {
+            // A crash cut the last line short: start a new line, or this event would be
+            // glued to the torn one and lost to every reader (and to the change feed).
+            line.insert(0, b'\n');
+        }
         file.write_all(&line)?;
         file.sync_data()
     }
@@ -142,4 +148,16 @@ impl Journal {
         }
         Ok(out)
     }
+}
+
+/// Whether the journal's last byte is not a newline (a crash mid-append).
+fn ends_torn(file: &mut fs::File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
