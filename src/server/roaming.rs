@@ -19,6 +19,8 @@ use crate::store::StoreError;
 
 const DELETIONS: &str = "/api/v1/deletions/";
 const CHANGES: &str = "/api/v1/changes/";
+/// `Retry-After` of a long-poll cut short by a shutdown.
+const SHUTDOWN_RETRY_SECS: u64 = 5;
 
 /// `POST /api/v1/deletions/{user}/{path}`: records that the file was deleted. 201 with
 /// the event; 200 with the earlier event when it is already deleted; 404 when the path
@@ -75,18 +77,27 @@ pub async fn changes(State(state): State<AppState>, req: Request) -> Result<Resp
             let events = events.into_iter().skip(query.after).collect();
             return Ok(Json(Changes { events, cursor }).into_response());
         }
-        // Woken by an append: read again. Over: answer empty without another read, so a
-        // lost wake-up shows as an empty answer (the same cursor finds the event next).
-        if tokio::time::timeout_at(deadline, signal.changed())
-            .await
-            .is_err()
-        {
-            let cursor = query.after.to_string();
-            return Ok(Json(Changes {
-                events: Vec::new(),
-                cursor,
-            })
-            .into_response());
+        // Woken by an append: read again. Over (or shutting down): answer empty without
+        // another read, so a lost wake-up shows as an empty answer (the same cursor
+        // finds the event next).
+        // A shutdown ends the wait too, so it is not held up for the rest of it; the
+        // 503 tells the drive to ask again (with the same cursor) once the server is back.
+        tokio::select! {
+            waited = tokio::time::timeout_at(deadline, signal.changed()) => {
+                if waited.is_err() {
+                    // Over: answer empty without another read, so a lost wake-up shows
+                    // as an empty answer (the same cursor finds the event next time).
+                    let cursor = query.after.to_string();
+                    return Ok(Json(Changes { events: Vec::new(), cursor }).into_response());
+                }
+            }
+            () = state.stopping.stopped() => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is shutting down; ask again with the same cursor",
+                )
+                .retry_after(SHUTDOWN_RETRY_SECS));
+            }
         }
     }
 }
@@ -134,7 +145,56 @@ impl FeedQuery {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
     use super::*;
+    use crate::names::UserName;
+    use crate::store::MemStore;
+    use crate::users::{Role, UserDb};
+
+    /// A long-poll in progress when shutdown begins answers 503 at once, instead of
+    /// holding the graceful shutdown for the rest of its wait (it would answer an
+    /// empty 200 after 30 s without the stop).
+    #[tokio::test]
+    async fn shutdown_ends_a_long_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = UserDb::open(dir.path()).unwrap();
+        let alice = UserName::parse("alice").unwrap();
+        users
+            .add(&alice, Role::Student, "a long enough password")
+            .unwrap();
+        let store = Arc::new(MemStore::new());
+        let state = crate::server::AppState {
+            store: store.clone(),
+            users: Arc::new(users),
+            limits: crate::server::Limits::default(),
+            allow_registration: false,
+            tls: false,
+            data: None,
+            stopping: crate::server::Stopping::default(),
+        };
+        let stopping = state.stopping.clone();
+        let app = crate::server::router(state);
+        let req = axum::http::Request::get("/api/v1/changes/alice?wait=30")
+            .header(
+                "authorization",
+                "Basic YWxpY2U6YSBsb25nIGVub3VnaCBwYXNzd29yZA==",
+            )
+            .body(Body::empty())
+            .unwrap();
+        let poll = tokio::spawn(app.oneshot(req));
+        // Wait (for a condition, not a time) until the poll has subscribed to the feed.
+        while store.feed_waiters(&alice) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stopping.stop();
+        let response = poll.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+    }
 
     #[test]
     fn feed_query() {

@@ -70,6 +70,11 @@ impl ChangeSignal {
         self.sender(user).send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// How many receivers of `user`'s feed exist (long-polls waiting, for tests).
+    pub fn waiters(&self, user: &UserName) -> usize {
+        self.sender(user).receiver_count()
+    }
+
     /// A receiver that sees a change after each later [`ChangeSignal::notify`].
     pub fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {
         self.sender(user).subscribe()

@@ -51,6 +51,11 @@ impl MemStore {
 }
 
 impl MemStore {
+    /// Long-polls waiting on `user`'s change feed (lets tests wait for one to start).
+    pub fn feed_waiters(&self, user: &UserName) -> usize {
+        self.changes.waiters(user)
+    }
+
     fn append(&self, user: &UserName, event: JournalEvent) {
         lock(&self.journal)
             .entry(user.as_str().to_owned())
