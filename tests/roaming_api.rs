@@ -216,7 +216,13 @@ fn the_feed_lists_versions_and_deletions_in_order_and_resumes() {
         remote(&server, "bob").changes(None, Duration::ZERO),
         Ok(Changes { ref events, .. }) if events.len() == 1
     ));
-    for bad in ["?after=nonsense", "?after=-1", "?after=999", "?wait=soon"] {
+    for bad in [
+        "?after=nonsense",
+        "?after=-1",
+        "?after=1",
+        "?after=99999999",
+        "?wait=soon",
+    ] {
         let (status, body) = feed(&server, "alice", "alice", bad);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(

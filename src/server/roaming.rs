@@ -64,22 +64,17 @@ pub async fn changes(State(state): State<AppState>, req: Request) -> Result<Resp
     loop {
         signal.mark_unchanged();
         let (store, who) = (state.store.clone(), owner.clone());
-        let events = tokio::task::spawn_blocking(move || store.events(&who)).await??;
-        if query.after > events.len() {
+        let after = query.after;
+        let read = tokio::task::spawn_blocking(move || store.events_after(&who, after)).await??;
+        let Some((events, cursor)) = read else {
             return Err(ApiError::bad_request(format!(
-                "the cursor {} is past the end of this journal ({} events); start again without one",
-                query.after,
-                events.len()
+                "the cursor {after} is not one this server gave out for this journal; start again without one"
             )));
-        }
-        if events.len() > query.after {
-            let cursor = events.len().to_string();
-            let events = events.into_iter().skip(query.after).collect();
+        };
+        if !events.is_empty() {
+            let cursor = cursor.to_string();
             return Ok(Json(Changes { events, cursor }).into_response());
         }
-        // Woken by an append: read again. Over (or shutting down): answer empty without
-        // another read, so a lost wake-up shows as an empty answer (the same cursor
-        // finds the event next).
         // A shutdown ends the wait too, so it is not held up for the rest of it; the
         // 503 tells the drive to ask again (with the same cursor) once the server is back.
         tokio::select! {
@@ -105,7 +100,7 @@ pub async fn changes(State(state): State<AppState>, req: Request) -> Result<Resp
 /// The change feed's query: where to start and how long to wait.
 #[derive(Debug, PartialEq, Eq)]
 struct FeedQuery {
-    after: usize,
+    after: u64,
     wait: Duration,
 }
 

@@ -199,6 +199,16 @@ fn deletion_contract(store: &dyn Store, clock: &ManualClock) {
     );
     assert_eq!(current_deletion(&events, p.as_str()), Some(&deleted.event));
 
+    // The feed: everything from the start, then nothing from the cursor given back,
+    // then only what came later; a cursor past the end is not one.
+    let (all, cursor) = store.events_after(&u, 0).unwrap().unwrap();
+    assert_eq!(all, events);
+    assert_eq!(
+        store.events_after(&u, cursor).unwrap(),
+        Some((vec![], cursor))
+    );
+    assert_eq!(store.events_after(&u, cursor + 1).unwrap(), None);
+
     // Every version stays: listed, readable, in the tree.
     assert_eq!(store.versions(&u, &p).unwrap(), vec![one.clone(), two]);
     assert_eq!(
@@ -211,6 +221,9 @@ fn deletion_contract(store: &dyn Store, clock: &ManualClock) {
 
     // A later save (even of old content) brings it back; then it can be deleted anew.
     put(store, "del", "Docs/essay.txt", b"one").unwrap();
+    let (later_events, _) = store.events_after(&u, cursor).unwrap().unwrap();
+    assert_eq!(later_events.len(), 1);
+    assert_eq!(later_events[0].event, EventKind::Dup);
     assert_eq!(
         current_deletion(&store.events(&u).unwrap(), p.as_str()),
         None
@@ -283,6 +296,8 @@ fn fs_store_deletions() {
     drop(store);
     let reopened = FsStore::open(dir.path()).unwrap();
     assert_eq!(reopened.events(&user("del")).unwrap(), events);
+    // On disk a cursor is a byte offset at a line's start; one inside a line is refused.
+    assert_eq!(reopened.events_after(&user("del"), 1).unwrap(), None);
     assert!(!fsck(dir.path()).unwrap().damaged());
 }
 

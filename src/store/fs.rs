@@ -516,8 +516,14 @@ impl Store for FsStore {
         Ok(deletion)
     }
 
-    fn events(&self, user: &UserName) -> Result<Vec<JournalEvent>, StoreError> {
-        self.journal(user)
+    fn events_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> Result<Option<(Vec<JournalEvent>, u64)>, StoreError> {
+        self.journal
+            .read_after(user, cursor)
+            .map_err(StoreError::Io)
     }
 
     fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {

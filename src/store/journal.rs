@@ -3,8 +3,8 @@
 //! (and the tests) see exactly what arrived and when, independent of any client's word.
 //!
 //! A deletion is one more appended line (`delete`), never an erase: every version
-//! stays. The journal is also the change feed (`GET /api/v1/changes`): a cursor is the
-//! number of events already seen, and [`ChangeSignal`] wakes the feed's waiters.
+//! stays. The journal is also the change feed (`GET /api/v1/changes`): a cursor is a
+//! byte offset at the start of a line, and [`ChangeSignal`] wakes the feed's waiters.
 
 use std::collections::HashMap;
 use std::fs;
@@ -135,6 +135,45 @@ impl Journal {
         }
         file.write_all(&line)?;
         file.sync_data()
+    }
+
+    /// The complete events after byte offset `cursor`, and the offset after the last
+    /// complete line: a feed reads only what is new. `None` when `cursor` is past the
+    /// end or not at the start of a line. A torn last line is neither read nor passed.
+    pub(crate) fn read_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> io::Result<Option<(Vec<JournalEvent>, u64)>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match fs::File::open(self.file(user)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok((cursor == 0).then(|| (Vec::new(), 0)));
+            }
+            Err(e) => return Err(e),
+        };
+        if cursor > file.metadata()?.len() {
+            return Ok(None);
+        }
+        if cursor > 0 {
+            // A cursor this journal gave out always follows a newline.
+            file.seek(SeekFrom::Start(cursor - 1))?;
+            let mut before = [0u8; 1];
+            file.read_exact(&mut before)?;
+            if before[0] != b'\n' {
+                return Ok(None);
+            }
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        // Only whole lines: a line still being written is read next time.
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let events = bytes[..whole]
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        Ok(Some((events, cursor + whole as u64)))
     }
 
     /// Every complete event of a user's journal, oldest first. A torn last line (a

@@ -247,11 +247,21 @@ impl Store for MemStore {
         Ok(deletion)
     }
 
-    fn events(&self, user: &UserName) -> Result<Vec<JournalEvent>, StoreError> {
-        Ok(lock(&self.journal)
+    fn events_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> Result<Option<(Vec<JournalEvent>, u64)>, StoreError> {
+        // Here a cursor is the number of events already seen.
+        let journal = lock(&self.journal);
+        let all = journal
             .get(user.as_str())
-            .cloned()
-            .unwrap_or_default())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let Some(rest) = usize::try_from(cursor).ok().and_then(|c| all.get(c..)) else {
+            return Ok(None);
+        };
+        Ok(Some((rest.to_vec(), all.len() as u64)))
     }
 
     fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {

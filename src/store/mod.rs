@@ -288,8 +288,23 @@ pub trait Store: Send + Sync {
     /// has no version; an already deleted path answers its deletion (`created: false`).
     fn delete(&self, user: &UserName, path: &RelPath) -> Result<Deletion, StoreError>;
 
-    /// Every event of `user`'s journal, oldest first (the change feed's source).
-    fn events(&self, user: &UserName) -> Result<Vec<JournalEvent>, StoreError>;
+    /// The events of `user`'s journal after `cursor` (0: from the start), oldest first,
+    /// and the cursor that follows them: the change feed's source. A cursor is a
+    /// position only this backend interprets (a byte offset on disk); `Ok(None)` when
+    /// `cursor` is not one it gave out (past the end, or inside a line).
+    fn events_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> Result<Option<(Vec<JournalEvent>, u64)>, StoreError>;
+
+    /// Every event of `user`'s journal, oldest first.
+    fn events(&self, user: &UserName) -> Result<Vec<JournalEvent>, StoreError> {
+        Ok(self
+            .events_after(user, 0)?
+            .map(|(events, _)| events)
+            .unwrap_or_default())
+    }
 
     /// Changes after each event appended to `user`'s journal.
     fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64>;
