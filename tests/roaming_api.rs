@@ -212,6 +212,8 @@ fn the_feed_lists_versions_and_deletions_in_order_and_resumes() {
     );
     let (status, body) = feed(&server, "bob", "alice", "");
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = feed(&server, "teach", "nobody", "");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(matches!(
         remote(&server, "bob").changes(None, Duration::ZERO),
         Ok(Changes { ref events, .. }) if events.len() == 1

@@ -58,6 +58,15 @@ pub async fn changes(State(state): State<AppState>, req: Request) -> Result<Resp
         ));
     }
     let query = FeedQuery::parse(parts.uri.query())?;
+    // As the tree: a teacher asking for a name nobody has gets a 404, not an empty feed
+    // (and no watch channel is kept for it).
+    let (users, who) = (state.users.clone(), owner.clone());
+    let known = tokio::task::spawn_blocking(move || users.get(who.as_str()))
+        .await?
+        .map_err(|e| ApiError::internal("reading the user database failed", &e))?;
+    if known.is_none() {
+        return Err(ApiError::not_found("no such user"));
+    }
     // Subscribed before the first read, so an event appended in between still wakes us.
     let mut signal = state.store.subscribe(&owner);
     let deadline = tokio::time::Instant::now() + query.wait;
