@@ -159,6 +159,7 @@ fn killed_uploader_leaves_the_rest_to_the_next_process() {
         match e.event {
             EventKind::New => *seen.entry((e.path.clone(), e.sha256)).or_default() += 1,
             EventKind::Dup => dups += 1,
+            EventKind::Delete => panic!("nothing was deleted: {e:?}"),
         }
     }
     for f in &files {

@@ -75,6 +75,7 @@ impl Api {
             allow_registration,
             tls: false,
             data: None,
+            stopping: Default::default(),
         };
         Self {
             router: router(state),

@@ -6,7 +6,7 @@
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{StoreError, VersionInfo};
+use crate::store::{JournalEvent, StoreError, VersionInfo};
 use crate::users::Role;
 
 /// The SHA-256 of a version's content, hex: sent with a PUT (checked by the server)
@@ -33,6 +33,17 @@ pub fn store_error_status(e: &StoreError) -> Option<u16> {
         StoreError::Io(_) | StoreError::Locked(_) => return None,
     })
 }
+
+/// The answer of `GET /api/v1/changes/{user}`: the journal's events after the cursor
+/// asked for, oldest first, and the cursor to ask with next (opaque to clients).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub events: Vec<JournalEvent>,
+    pub cursor: String,
+}
+
+/// The longest `wait` of a change-feed long-poll, in seconds; more is cut to this.
+pub const MAX_CHANGES_WAIT_SECS: u64 = 30;
 
 /// One user in `GET /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,9 @@ use sha2::Digest as _;
 
 use super::http::{Http, SMALL_TIMEOUT};
 use super::{ClientError, ConnectConfig};
+use crate::api::Changes;
 use crate::names::{RelPath, UserName};
-use crate::store::{Digest, Tree, VersionInfo};
+use crate::store::{Digest, JournalEvent, Tree, VersionInfo};
 
 /// A connection to one server as one user. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -200,12 +201,51 @@ impl Remote {
         })
     }
 
+    /// `POST /api/v1/deletions/...`: records that `path` was deleted (its versions stay).
+    /// Answers the deletion event, also when the file was already deleted;
+    /// [`ClientError::NotFound`] when the server has no version of it.
+    pub fn delete(&self, path: &RelPath) -> Result<JournalEvent, ClientError> {
+        self.send_json(
+            Method::POST,
+            &self.http.url("deletions", Some(path)),
+            SMALL_TIMEOUT,
+        )
+    }
+
+    /// `GET /api/v1/changes/{user}`: the journal's events after `after` (a cursor from
+    /// an earlier answer; `None` = from the start). When there are none yet, the server
+    /// waits up to `wait` (at most 30 s) for one before answering empty.
+    pub fn changes(
+        &self,
+        after: Option<&str>,
+        wait: std::time::Duration,
+    ) -> Result<Changes, ClientError> {
+        let mut url = format!("{}?wait={}", self.http.url("changes", None), wait.as_secs());
+        if let Some(after) = after {
+            url.push_str("&after=");
+            url.extend(percent_encoding::utf8_percent_encode(
+                after,
+                percent_encoding::NON_ALPHANUMERIC,
+            ));
+        }
+        self.send_json(Method::GET, &url, SMALL_TIMEOUT + wait)
+    }
+
     fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
+        self.send_json(Method::GET, url, SMALL_TIMEOUT)
+    }
+
+    fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<T, ClientError> {
         let http = &self.http;
         http.block_on(async {
             let resp = http
-                .request(Method::GET, url)
-                .timeout(SMALL_TIMEOUT)
+                .request(method, url)
+                .timeout(timeout)
                 .send()
                 .await
                 .map_err(|e| http.transport_error(&e))?;

@@ -44,7 +44,9 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         allow_registration: args.allow_registration,
         tls: args.tls_cert.is_some(),
         data: Some(args.data.clone()),
+        stopping: server::Stopping::default(),
     };
+    let stopping = state.stopping.clone();
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async {
@@ -99,7 +101,13 @@ pub fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 header_timeout: args.header_timeout,
                 max_connections_per_address: args.max_connections_per_address,
             },
-            server::shutdown_signal,
+            move || {
+                let stopping = stopping.clone();
+                async move {
+                    server::shutdown_signal().await;
+                    stopping.stop();
+                }
+            },
         )
         .await
         .context("serving HTTP")

@@ -26,7 +26,7 @@ pub async fn health() -> Json<serde_json::Value> {
 
 /// Signs in, reads the owner from the URL after `prefix`, and checks `access`.
 /// Returns the owner and the raw rest of the path.
-async fn enter<'p>(
+pub(super) async fn enter<'p>(
     state: &AppState,
     parts: &'p Parts,
     prefix: &str,

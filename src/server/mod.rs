@@ -15,6 +15,7 @@ pub mod glob;
 mod keep_body;
 mod legacy;
 mod log;
+mod roaming;
 mod serve;
 mod target;
 mod throttle;
@@ -78,6 +79,32 @@ pub struct AppState {
     pub tls: bool,
     /// The data folder, where sign-in trust is kept across restarts (`None`: in memory).
     pub data: Option<std::path::PathBuf>,
+    /// Set when shutdown begins, so change-feed long-polls answer at once instead of
+    /// holding the graceful shutdown for their whole wait.
+    pub stopping: Stopping,
+}
+
+/// A flag raised once, when the server starts shutting down.
+#[derive(Clone)]
+pub struct Stopping(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Stopping {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Stopping {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once [`Stopping::stop`] was called (at once if it already was).
+    pub async fn stopped(&self) {
+        let mut rx = self.0.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` holds it.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
 }
 
 /// Methods allowed on files; everything else (DELETE, PATCH, POST…) is a 405.
@@ -106,6 +133,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/tree/{*rest}",
             get(files::tree).fallback(refuse(READ_METHODS)),
+        )
+        // Roaming (extends SPEC §3): deletions as events, and the change feed.
+        .route(
+            "/api/v1/deletions/{*rest}",
+            post(roaming::delete).fallback(refuse("POST")),
+        )
+        .route(
+            "/api/v1/changes/{*rest}",
+            get(roaming::changes).fallback(refuse(READ_METHODS)),
         )
         .route("/upload", post(legacy::upload).fallback(refuse("POST")))
         // Teachers: the class list and collecting work (extends SPEC §3).

@@ -166,10 +166,139 @@ fn contract(store: &dyn Store, clock: &ManualClock) {
     ));
 }
 
+/// Deletions are appended events, never erases (issue 11).
+fn deletion_contract(store: &dyn Store, clock: &ManualClock) {
+    let (u, p) = (user("del"), path("Docs/essay.txt"));
+    // Nothing stored there: nothing to delete, and nothing is written.
+    assert!(matches!(store.delete(&u, &p), Err(StoreError::NotFound)));
+    assert!(store.events(&u).unwrap().is_empty());
+
+    let mut feed = store.subscribe(&u);
+    let one = put(store, "del", "Docs/essay.txt", b"one").unwrap().version;
+    assert!(feed.has_changed().unwrap(), "a put wakes the feed");
+    feed.mark_unchanged();
+    clock.advance(chrono::Duration::seconds(1));
+    let two = put(store, "del", "Docs/essay.txt", b"two").unwrap().version;
+    clock.advance(chrono::Duration::seconds(1));
+
+    let deleted = store.delete(&u, &p).unwrap();
+    assert!(deleted.created);
+    assert!(feed.has_changed().unwrap(), "a deletion wakes the feed");
+    assert_eq!(deleted.event.event, EventKind::Delete);
+    assert_eq!(deleted.event.path, "Docs/essay.txt");
+    assert_eq!(deleted.event.sha256, two.sha256, "names the newest version");
+    assert_eq!(deleted.event.time, clock.now());
+    // Again: the same event, no second line.
+    let again = store.delete(&u, &p).unwrap();
+    assert!(!again.created);
+    assert_eq!(again.event, deleted.event);
+    let events = store.events(&u).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.event).collect::<Vec<_>>(),
+        [EventKind::New, EventKind::New, EventKind::Delete]
+    );
+    assert_eq!(current_deletion(&events, p.as_str()), Some(&deleted.event));
+
+    // The feed: everything from the start, then nothing from the cursor given back,
+    // then only what came later; a cursor past the end is not one.
+    let (all, cursor) = store.events_after(&u, 0).unwrap().unwrap();
+    assert_eq!(all, events);
+    assert_eq!(
+        store.events_after(&u, cursor).unwrap(),
+        Some((vec![], cursor))
+    );
+    assert_eq!(store.events_after(&u, cursor + 1).unwrap(), None);
+
+    // Every version stays: listed, readable, in the tree.
+    assert_eq!(store.versions(&u, &p).unwrap(), vec![one.clone(), two]);
+    assert_eq!(
+        read_all(store, "del", "Docs/essay.txt", &one.sha256),
+        b"one"
+    );
+    let tree = store.tree(&u, Some(&path("Docs"))).unwrap().unwrap();
+    assert_eq!(tree.files.len(), 1);
+    assert_eq!(tree.files[0].versions, 2);
+
+    // A later save (even of old content) brings it back; then it can be deleted anew.
+    put(store, "del", "Docs/essay.txt", b"one").unwrap();
+    let (later_events, _) = store.events_after(&u, cursor).unwrap().unwrap();
+    assert_eq!(later_events.len(), 1);
+    assert_eq!(later_events[0].event, EventKind::Dup);
+    assert_eq!(
+        current_deletion(&store.events(&u).unwrap(), p.as_str()),
+        None
+    );
+    clock.advance(chrono::Duration::seconds(1));
+    let later = store.delete(&u, &p).unwrap();
+    assert!(later.created);
+    assert_ne!(later.event, deleted.event);
+    assert_eq!(
+        later.event.sha256,
+        Digest::of(b"two"),
+        "the newest stored version"
+    );
+    // Another user's file of the same name is not touched.
+    put(store, "other", "Docs/essay.txt", b"x").unwrap();
+    assert_eq!(
+        current_deletion(&store.events(&user("other")).unwrap(), p.as_str()),
+        None
+    );
+}
+
+#[test]
+fn fs_store_journal_goes_on_after_a_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    put(&store, "torn", "a.txt", b"a").unwrap();
+    // A crash mid-append leaves half a line without its newline.
+    let log = dir.path().join("journal/torn.log");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"time\":\"2026-").unwrap();
+    drop(f);
+    put(&store, "torn", "b.txt", b"b").unwrap();
+    store.delete(&user("torn"), &path("a.txt")).unwrap();
+    let seen: Vec<(String, EventKind)> = store
+        .events(&user("torn"))
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.path, e.event))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a.txt".to_owned(), EventKind::New),
+            ("b.txt".to_owned(), EventKind::New),
+            ("a.txt".to_owned(), EventKind::Delete)
+        ]
+    );
+}
+
 #[test]
 fn mem_store_contract() {
     let clock = term_start();
     contract(&MemStore::with_clock(clock.clone()), &clock);
+}
+
+#[test]
+fn mem_store_deletions() {
+    let clock = term_start();
+    deletion_contract(&MemStore::with_clock(clock.clone()), &clock);
+}
+
+#[test]
+fn fs_store_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = term_start();
+    let store = FsStore::open(dir.path()).unwrap().with_clock(clock.clone());
+    deletion_contract(&store, &clock);
+    // Durable: a reopened store reads the same journal, and fsck finds nothing wrong.
+    let events = store.events(&user("del")).unwrap();
+    drop(store);
+    let reopened = FsStore::open(dir.path()).unwrap();
+    assert_eq!(reopened.events(&user("del")).unwrap(), events);
+    // On disk a cursor is a byte offset at a line's start; one inside a line is refused.
+    assert_eq!(reopened.events_after(&user("del"), 1).unwrap(), None);
+    assert!(!fsck(dir.path()).unwrap().damaged());
 }
 
 #[test]

@@ -25,11 +25,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 
 use super::clock::{self, Clock};
-use super::journal::{Journal, JournalEvent};
+use super::journal::{ChangeSignal, Journal, JournalEvent};
 use super::private;
 use super::{
-    Digest, HashingReader, PutOutcome, Staged, StagedData, Stager, Store, StoreError, Tree,
-    TreeFile, VersionInfo, VersionRead,
+    Deletion, Digest, HashingReader, PutOutcome, Staged, StagedData, Stager, Store, StoreError,
+    Tree, TreeFile, VersionInfo, VersionRead,
 };
 use crate::durable::sync_dir;
 use crate::names::{RelPath, UserName, version_ext};
@@ -42,6 +42,7 @@ pub struct FsStore {
     uploads: PathBuf,
     tmp: PathBuf,
     journal: Journal,
+    changes: ChangeSignal,
     quota: Option<u64>,
     clock: Arc<dyn Clock>,
     user_locks: Mutex<HashMap<UserName, Arc<Mutex<()>>>>,
@@ -94,6 +95,7 @@ impl FsStore {
             uploads,
             tmp,
             journal: Journal::new(journal_dir),
+            changes: ChangeSignal::default(),
             quota: None,
             clock: clock::system(),
             user_locks: Mutex::default(),
@@ -323,6 +325,7 @@ impl Store for FsStore {
             self.journal
                 .append(user, path, &existing, false, self.clock.now())
                 .map_err(StoreError::from_disk)?;
+            self.changes.notify(user);
             return Ok(PutOutcome {
                 version: existing,
                 created: false,
@@ -365,6 +368,7 @@ impl Store for FsStore {
         self.journal
             .append(user, path, &version, true, stored_at)
             .map_err(StoreError::from_disk)?;
+        self.changes.notify(user);
         Ok(PutOutcome {
             version,
             created: true,
@@ -494,6 +498,36 @@ impl Store for FsStore {
         }
         let total = self.compute_usage(user).map_err(StoreError::Io)?;
         Ok(*lock(&self.usage).entry(user.clone()).or_insert(total))
+    }
+
+    fn delete(&self, user: &UserName, path: &RelPath) -> Result<Deletion, StoreError> {
+        // Under the user's lock: two deletions racing cannot both append an event.
+        let user_lock = self.user_lock(user);
+        let _guard = lock(&user_lock);
+        let versions = self.versions(user, path)?;
+        let events = self.journal(user)?;
+        let deletion = super::deletion_for(&events, &versions, path, self.clock.now())?;
+        if deletion.created {
+            self.journal
+                .append_event(user, &deletion.event)
+                .map_err(StoreError::from_disk)?;
+            self.changes.notify(user);
+        }
+        Ok(deletion)
+    }
+
+    fn events_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> Result<Option<(Vec<JournalEvent>, u64)>, StoreError> {
+        self.journal
+            .read_after(user, cursor)
+            .map_err(StoreError::Io)
+    }
+
+    fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe(user)
     }
 }
 

@@ -1,7 +1,12 @@
 //! The append-only upload journal: `<data>/journal/<user>.log`, one JSON line per
 //! accepted upload (new version or repeat). It is never rewritten; it lets an admin
 //! (and the tests) see exactly what arrived and when, independent of any client's word.
+//!
+//! A deletion is one more appended line (`delete`), never an erase: every version
+//! stays. The journal is also the change feed (`GET /api/v1/changes`): a cursor is a
+//! byte offset at the start of a line, and [`ChangeSignal`] wakes the feed's waiters.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -21,7 +26,8 @@ pub struct JournalEvent {
     pub path: String,
     pub sha256: Digest,
     pub size: u64,
-    /// `new`: a version was stored; `dup`: the same content was already there.
+    /// `new`: a version was stored; `dup`: the same content was already there;
+    /// `delete`: the file was deleted (`sha256`/`size` name its newest version then).
     pub event: EventKind,
 }
 
@@ -30,6 +36,49 @@ pub struct JournalEvent {
 pub enum EventKind {
     New,
     Dup,
+    Delete,
+}
+
+/// The deletion in force for `path`: its last event is a `delete` (a later save, new or
+/// repeat, makes the file live again).
+pub fn current_deletion<'a>(events: &'a [JournalEvent], path: &str) -> Option<&'a JournalEvent> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.path == path)
+        .filter(|e| e.event == EventKind::Delete)
+}
+
+/// One watch channel per user, bumped after each event appended to their journal, so
+/// that a long-polling change feed wakes at once instead of re-reading on a timer.
+#[derive(Default)]
+pub struct ChangeSignal {
+    users: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl ChangeSignal {
+    fn sender(&self, user: &UserName) -> tokio::sync::watch::Sender<u64> {
+        let mut users = super::fs::lock(&self.users);
+        users
+            .entry(user.as_str().to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .clone()
+    }
+
+    /// Wakes every waiter on `user`'s feed.
+    pub fn notify(&self, user: &UserName) {
+        self.sender(user).send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// How many receivers of `user`'s feed exist (long-polls waiting, for tests).
+    pub fn waiters(&self, user: &UserName) -> usize {
+        self.sender(user).receiver_count()
+    }
+
+    /// A receiver that sees a change after each later [`ChangeSignal::notify`].
+    pub fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {
+        self.sender(user).subscribe()
+    }
 }
 
 pub(crate) struct Journal {
@@ -74,7 +123,12 @@ impl Journal {
                 EventKind::Dup
             },
         };
-        let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
+        self.append_event(user, &event)
+    }
+
+    /// Appends one event as it is (the deletion path).
+    pub(crate) fn append_event(&self, user: &UserName, event: &JournalEvent) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
         line.push(b'\n');
         let file = {
             // A poisoned lock only means another append panicked; the file is fine.
@@ -82,12 +136,57 @@ impl Journal {
             let mut file = super::private::open_options()
                 .create(true)
                 .append(true)
+                .read(true)
                 .open(self.file(user))?;
+            if ends_torn(&mut file)? {
+                // A crash cut the last line short: start a new line, or this event would
+                // be glued to the torn one and lost to every reader (and the change feed).
+                line.insert(0, b'\n');
+            }
             file.write_all(&line)?;
             file
         };
         // Outside the lock: concurrent uploads' syncs may overlap.
         file.sync_data()
+    }
+
+    /// The complete events after byte offset `cursor`, and the offset after the last
+    /// complete line: a feed reads only what is new. `None` when `cursor` is past the
+    /// end or not at the start of a line. A torn last line is neither read nor passed.
+    pub(crate) fn read_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> io::Result<Option<(Vec<JournalEvent>, u64)>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match fs::File::open(self.file(user)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok((cursor == 0).then(|| (Vec::new(), 0)));
+            }
+            Err(e) => return Err(e),
+        };
+        if cursor > file.metadata()?.len() {
+            return Ok(None);
+        }
+        if cursor > 0 {
+            // A cursor this journal gave out always follows a newline.
+            file.seek(SeekFrom::Start(cursor - 1))?;
+            let mut before = [0u8; 1];
+            file.read_exact(&mut before)?;
+            if before[0] != b'\n' {
+                return Ok(None);
+            }
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        // Only whole lines: a line still being written is read next time.
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let events = bytes[..whole]
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        Ok(Some((events, cursor + whole as u64)))
     }
 
     /// Every complete event of a user's journal, oldest first. A torn last line (a
@@ -106,6 +205,18 @@ impl Journal {
         }
         Ok(out)
     }
+}
+
+/// Whether the journal's last byte is not a newline (a crash mid-append).
+fn ends_torn(file: &mut fs::File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 #[cfg(test)]

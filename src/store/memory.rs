@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use super::clock::{self, Clock};
 use super::fs::lock;
+use super::journal::{ChangeSignal, EventKind, JournalEvent};
 use super::{
-    Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree, TreeFile,
-    VersionInfo, VersionRead,
+    Deletion, Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree,
+    TreeFile, VersionInfo, VersionRead,
 };
 use crate::names::{RelPath, UserName};
 
@@ -20,6 +21,9 @@ type Versions = Vec<(VersionInfo, Vec<u8>)>;
 /// repeats succeed with `created: false`, files and folders never share a name.
 pub struct MemStore {
     files: Mutex<BTreeMap<Key, Versions>>,
+    /// Each user's journal, as `FsStore` keeps it on disk.
+    journal: Mutex<BTreeMap<String, Vec<JournalEvent>>>,
+    changes: ChangeSignal,
     clock: Arc<dyn Clock>,
 }
 
@@ -39,8 +43,25 @@ impl MemStore {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Self {
             files: Mutex::default(),
+            journal: Mutex::default(),
+            changes: ChangeSignal::default(),
             clock,
         }
+    }
+}
+
+impl MemStore {
+    /// Long-polls waiting on `user`'s change feed (lets tests wait for one to start).
+    pub fn feed_waiters(&self, user: &UserName) -> usize {
+        self.changes.waiters(user)
+    }
+
+    fn append(&self, user: &UserName, event: JournalEvent) {
+        lock(&self.journal)
+            .entry(user.as_str().to_owned())
+            .or_default()
+            .push(event);
+        self.changes.notify(user);
     }
 }
 
@@ -103,8 +124,14 @@ impl Store for MemStore {
         }
         let versions = files.entry((u, p.to_owned())).or_default();
         if let Some((v, _)) = versions.iter().find(|(v, _)| v.sha256 == staged.digest) {
+            let version = v.clone();
+            drop(files);
+            self.append(
+                user,
+                event(path, &version, self.clock.now(), EventKind::Dup),
+            );
             return Ok(PutOutcome {
-                version: v.clone(),
+                version,
                 created: false,
             });
         }
@@ -114,6 +141,11 @@ impl Store for MemStore {
             stored_at: self.clock.now(),
         };
         versions.push((version.clone(), bytes));
+        drop(files);
+        self.append(
+            user,
+            event(path, &version, version.stored_at, EventKind::New),
+        );
         Ok(PutOutcome {
             version,
             created: true,
@@ -197,5 +229,57 @@ impl Store for MemStore {
             .filter(|((u, _), _)| u == user.as_str())
             .flat_map(|(_, vs)| vs.iter().map(|(v, _)| v.size))
             .sum())
+    }
+
+    fn delete(&self, user: &UserName, path: &RelPath) -> Result<Deletion, StoreError> {
+        // The files lock orders deletions of one store, as the user lock does on disk.
+        let files = lock(&self.files);
+        let versions: Vec<VersionInfo> = files
+            .get(&(user.as_str().to_owned(), path.as_str().to_owned()))
+            .map(|vs| vs.iter().map(|(v, _)| v.clone()).collect())
+            .unwrap_or_default();
+        let events = self.events(user)?;
+        let deletion = super::deletion_for(&events, &versions, path, self.clock.now())?;
+        if deletion.created {
+            self.append(user, deletion.event.clone());
+        }
+        drop(files);
+        Ok(deletion)
+    }
+
+    fn events_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> Result<Option<(Vec<JournalEvent>, u64)>, StoreError> {
+        // Here a cursor is the number of events already seen.
+        let journal = lock(&self.journal);
+        let all = journal
+            .get(user.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let Some(rest) = usize::try_from(cursor).ok().and_then(|c| all.get(c..)) else {
+            return Ok(None);
+        };
+        Ok(Some((rest.to_vec(), all.len() as u64)))
+    }
+
+    fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe(user)
+    }
+}
+
+fn event(
+    path: &RelPath,
+    v: &VersionInfo,
+    time: chrono::DateTime<chrono::Utc>,
+    kind: EventKind,
+) -> JournalEvent {
+    JournalEvent {
+        time,
+        path: path.as_str().to_owned(),
+        sha256: v.sha256,
+        size: v.size,
+        event: kind,
     }
 }

@@ -28,7 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{Digest, DigestParseError, HashingReader};
 pub use fs::FsStore;
 pub use fsck::{FsckReport, WrongTime, fsck, fsck_repair_times};
-pub use journal::{EventKind, JournalEvent};
+pub use journal::{ChangeSignal, EventKind, JournalEvent, current_deletion};
 pub use memory::MemStore;
 
 use crate::names::{NameError, RelPath, UserName};
@@ -48,6 +48,14 @@ pub struct PutOutcome {
     #[serde(flatten)]
     pub version: VersionInfo,
     /// `false` when this exact content was already stored at this path.
+    pub created: bool,
+}
+
+/// What [`Store::delete`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub event: JournalEvent,
+    /// `false` when the file was already deleted: `event` is that earlier deletion.
     pub created: bool,
 }
 
@@ -274,6 +282,59 @@ pub trait Store: Send + Sync {
 
     /// Bytes stored by `user` (each version counted once).
     fn usage(&self, user: &UserName) -> Result<u64, StoreError>;
+
+    /// Records that `path` was deleted: one appended journal event, never an erase —
+    /// every version stays readable and listed. [`StoreError::NotFound`] when `path`
+    /// has no version; an already deleted path answers its deletion (`created: false`).
+    fn delete(&self, user: &UserName, path: &RelPath) -> Result<Deletion, StoreError>;
+
+    /// The events of `user`'s journal after `cursor` (0: from the start), oldest first,
+    /// and the cursor that follows them: the change feed's source. A cursor is a
+    /// position only this backend interprets (a byte offset on disk); `Ok(None)` when
+    /// `cursor` is not one it gave out (past the end, or inside a line).
+    fn events_after(
+        &self,
+        user: &UserName,
+        cursor: u64,
+    ) -> Result<Option<(Vec<JournalEvent>, u64)>, StoreError>;
+
+    /// Every event of `user`'s journal, oldest first.
+    fn events(&self, user: &UserName) -> Result<Vec<JournalEvent>, StoreError> {
+        Ok(self
+            .events_after(user, 0)?
+            .map(|(events, _)| events)
+            .unwrap_or_default())
+    }
+
+    /// Changes after each event appended to `user`'s journal.
+    fn subscribe(&self, user: &UserName) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// The deletion event for `path` given its journal and versions (shared by backends;
+/// the caller holds whatever lock orders writes to this user's journal).
+fn deletion_for(
+    events: &[JournalEvent],
+    versions: &[VersionInfo],
+    path: &RelPath,
+    now: DateTime<Utc>,
+) -> Result<Deletion, StoreError> {
+    let newest = versions.last().ok_or(StoreError::NotFound)?;
+    if let Some(existing) = current_deletion(events, path.as_str()) {
+        return Ok(Deletion {
+            event: existing.clone(),
+            created: false,
+        });
+    }
+    Ok(Deletion {
+        event: JournalEvent {
+            time: now,
+            path: path.as_str().to_owned(),
+            sha256: newest.sha256,
+            size: newest.size,
+            event: EventKind::Delete,
+        },
+        created: true,
+    })
 }
 
 #[cfg(test)]
