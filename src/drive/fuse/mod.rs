@@ -30,7 +30,7 @@ use log::failed;
 use metrics::{Op, OpStats};
 pub use session::{Mountpoint, SessionError, is_mount_point};
 
-use super::core::{Attr, Drive, Entry, FileKind, Opened, SetAttr, SetTime};
+use super::core::{Attr, Drive, Entry, FileKind, Opened, SetAttr, SetTime, posix};
 
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -90,6 +90,27 @@ fn attr(a: &Attr) -> FileAttr {
         gid: a.gid,
         rdev: a.rdev,
         blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+/// The entry that tells the kernel a name does not exist (inode 0).
+fn no_such_name() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
         flags: 0,
     }
 }
@@ -226,6 +247,11 @@ impl Filesystem for FuseDrive {
         let _timed = self.ops.time(Op::Lookup);
         match self.drive.lookup(parent.0, name) {
             Ok(e) => Self::reply_entry(reply, e),
+            Err(e) if e.errno() == posix::ENOENT => match self.drive.negative_ttl(parent.0) {
+                // Inode 0: the kernel keeps a negative entry and stops asking.
+                Some(ttl) => reply.entry(&ttl, &no_such_name(), Generation(0)),
+                None => reply.error(failed("lookup", e)),
+            },
             Err(e) => reply.error(failed("lookup", e)),
         }
     }
