@@ -135,3 +135,26 @@ fn versions_lists_and_opens_every_version_and_refuses_changes() {
             .is_empty()
     );
 }
+
+/// Issue 14: the kernel now remembers that a name is missing in the drive's own folders.
+/// A name asked for before it exists must still appear once created or renamed there,
+/// and in `.versions` once its first version is stored (there it is never remembered).
+#[test]
+fn a_name_asked_for_before_it_exists_shows_once_it_does() {
+    let place = Place::new();
+    let m = place.mount();
+    let file = m.path("late.txt");
+    let version_dir = m.path(".versions/late.txt");
+    for _ in 0..3 {
+        assert!(!file.exists());
+        assert!(!version_dir.exists());
+    }
+    fs::write(&file, b"now here").unwrap();
+    assert_eq!(fs::read(&file).unwrap(), b"now here");
+    wait_for("late.txt in .versions", || version_dir.exists());
+    let moved = m.path("moved.txt");
+    assert!(!moved.exists());
+    fs::rename(&file, &moved).unwrap();
+    assert_eq!(fs::read(&moved).unwrap(), b"now here");
+    assert!(!file.exists());
+}

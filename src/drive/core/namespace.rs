@@ -4,6 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::handles::HandleKind;
 use super::nodes::{Ino, NodeKind, NodeTable, ROOT};
@@ -105,6 +106,15 @@ impl Drive {
             }
             _ => Err(DriveError::ENOTDIR),
         }
+    }
+
+    /// How long the kernel may remember that `parent` has no such name: as long as
+    /// what it learns about the backing folder, whose names change only through the
+    /// kernel (which drops the memory when it creates one). `None` for the virtual
+    /// folders, where new versions appear behind the kernel's back.
+    pub fn negative_ttl(&self, parent: Ino) -> Option<Duration> {
+        let t = lock(&self.nodes);
+        matches!(Self::kind_of(&t, parent), Ok(NodeKind::Backing)).then_some(BACKING_TTL)
     }
 
     pub fn forget(&self, ino: Ino, n: u64) {

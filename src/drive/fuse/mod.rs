@@ -23,12 +23,14 @@ use fuser::{
 };
 
 mod log;
+mod metrics;
 mod session;
 
 use log::failed;
+use metrics::{Op, OpStats};
 pub use session::{Mountpoint, SessionError, is_mount_point};
 
-use super::core::{Attr, Drive, Entry, FileKind, Opened, SetAttr, SetTime};
+use super::core::{Attr, Drive, Entry, FileKind, Opened, SetAttr, SetTime, posix};
 
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -50,6 +52,7 @@ pub struct FuseDrive {
     backing_by_ino: Mutex<HashMap<u64, Weak<BackingId>>>,
     backing_by_fh: Mutex<HashMap<u64, Arc<BackingId>>>,
     mode_report: Mutex<Option<std::sync::mpsc::Sender<IoMode>>>,
+    ops: OpStats,
 }
 
 /// The mode a new node gets: the caller's, less the caller's umask. The kernel has
@@ -91,6 +94,27 @@ fn attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The entry that tells the kernel a name does not exist (inode 0).
+fn no_such_name() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
 fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
     t.map(|t| match t {
         TimeOrNow::Now => SetTime::Now,
@@ -128,6 +152,7 @@ impl FuseDrive {
             backing_by_ino: Mutex::default(),
             backing_by_fh: Mutex::default(),
             mode_report: Mutex::new(report),
+            ops: OpStats::default(),
         }
     }
 
@@ -214,18 +239,30 @@ impl Filesystem for FuseDrive {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        self.ops.log();
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _timed = self.ops.time(Op::Lookup);
         match self.drive.lookup(parent.0, name) {
             Ok(e) => Self::reply_entry(reply, e),
+            Err(e) if e.errno() == posix::ENOENT => match self.drive.negative_ttl(parent.0) {
+                // Inode 0: the kernel keeps a negative entry and stops asking.
+                Some(ttl) => reply.entry(&ttl, &no_such_name(), Generation(0)),
+                None => reply.error(failed("lookup", e)),
+            },
             Err(e) => reply.error(failed("lookup", e)),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _timed = self.ops.time(Op::Forget);
         self.drive.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _timed = self.ops.time(Op::Getattr);
         match self.drive.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(e) => reply.attr(&e.ttl, &attr(&e.attr)),
             Err(e) => reply.error(failed("getattr", e)),
@@ -250,6 +287,7 @@ impl Filesystem for FuseDrive {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _timed = self.ops.time(Op::Setattr);
         let set = SetAttr {
             mode,
             uid,
@@ -265,6 +303,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _timed = self.ops.time(Op::Readlink);
         use std::os::unix::ffi::OsStrExt;
         match self.drive.readlink(ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
@@ -282,6 +321,7 @@ impl Filesystem for FuseDrive {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _timed = self.ops.time(Op::Mknod);
         match self
             .drive
             .mknod(parent.0, name, created_mode(mode, umask), rdev as u64)
@@ -300,6 +340,7 @@ impl Filesystem for FuseDrive {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _timed = self.ops.time(Op::Mkdir);
         match self.drive.mkdir(parent.0, name, created_mode(mode, umask)) {
             Ok(e) => Self::reply_entry(reply, e),
             Err(e) => reply.error(failed("mkdir", e)),
@@ -307,6 +348,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timed = self.ops.time(Op::Unlink);
         match self.drive.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("unlink", e)),
@@ -314,6 +356,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timed = self.ops.time(Op::Rmdir);
         match self.drive.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("rmdir", e)),
@@ -328,6 +371,7 @@ impl Filesystem for FuseDrive {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _timed = self.ops.time(Op::Symlink);
         match self.drive.symlink(parent.0, link_name, target) {
             Ok(e) => Self::reply_entry(reply, e),
             Err(e) => reply.error(failed("symlink", e)),
@@ -344,6 +388,7 @@ impl Filesystem for FuseDrive {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Rename);
         match self
             .drive
             .rename(parent.0, name, newparent.0, newname, flags.bits())
@@ -361,6 +406,7 @@ impl Filesystem for FuseDrive {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _timed = self.ops.time(Op::Link);
         match self.drive.link(ino.0, newparent.0, newname) {
             Ok(e) => Self::reply_entry(reply, e),
             Err(e) => reply.error(failed("link", e)),
@@ -368,6 +414,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _timed = self.ops.time(Op::Open);
         let opened = match self.drive.open(ino.0, flags.0, process_of(req)) {
             Ok(o) => o,
             Err(e) => return reply.error(failed("open", e)),
@@ -393,6 +440,7 @@ impl Filesystem for FuseDrive {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _timed = self.ops.time(Op::Create);
         let (entry, opened) = match self.drive.create(
             parent.0,
             name,
@@ -433,6 +481,7 @@ impl Filesystem for FuseDrive {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _timed = self.ops.time(Op::Read);
         match self.drive.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(failed("read", e)),
@@ -451,6 +500,7 @@ impl Filesystem for FuseDrive {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _timed = self.ops.time(Op::Write);
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.drive.write(fh.0, offset, data, kill) {
             Ok(n) => reply.written(n),
@@ -466,6 +516,7 @@ impl Filesystem for FuseDrive {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Flush);
         tracing::trace!(ino = _ino.0, fh = fh.0, "flush");
         match self.drive.flush(fh.0, process_of(req)) {
             Ok(()) => reply.ok(),
@@ -483,6 +534,7 @@ impl Filesystem for FuseDrive {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Release);
         tracing::trace!(ino = _ino.0, fh = fh.0, "release");
         let result = self.drive.release(fh.0);
         lock(&self.backing_by_fh).remove(&fh.0);
@@ -500,6 +552,7 @@ impl Filesystem for FuseDrive {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Fsync);
         match self.drive.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("fsync", e)),
@@ -507,6 +560,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _timed = self.ops.time(Op::Opendir);
         match self.drive.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(failed("opendir", e)),
@@ -521,6 +575,7 @@ impl Filesystem for FuseDrive {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _timed = self.ops.time(Op::Readdir);
         let entries = match self.drive.readdir(fh.0) {
             Ok(e) => e,
             Err(e) => return reply.error(failed("readdir", e)),
@@ -541,6 +596,7 @@ impl Filesystem for FuseDrive {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _timed = self.ops.time(Op::Readdirplus);
         let entries = match self.drive.readdir(fh.0) {
             Ok(e) => e,
             Err(e) => return reply.error(failed("readdirplus", e)),
@@ -583,6 +639,7 @@ impl Filesystem for FuseDrive {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Releasedir);
         self.drive.releasedir(fh.0);
         reply.ok();
     }
@@ -595,10 +652,12 @@ impl Filesystem for FuseDrive {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Fsyncdir);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _timed = self.ops.time(Op::Statfs);
         match self.drive.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -617,6 +676,7 @@ impl Filesystem for FuseDrive {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Setxattr);
         match self.drive.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("setxattr", e)),
@@ -624,6 +684,12 @@ impl Filesystem for FuseDrive {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let op = if name == "security.capability" {
+            Op::GetxattrCapability
+        } else {
+            Op::Getxattr
+        };
+        let _timed = self.ops.time(op);
         match self.drive.getxattr(ino.0, name, size) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
@@ -633,6 +699,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _timed = self.ops.time(Op::Listxattr);
         match self.drive.listxattr(ino.0, size) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
@@ -642,6 +709,7 @@ impl Filesystem for FuseDrive {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timed = self.ops.time(Op::Removexattr);
         match self.drive.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("removexattr", e)),
@@ -658,6 +726,7 @@ impl Filesystem for FuseDrive {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _timed = self.ops.time(Op::Fallocate);
         match self.drive.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("fallocate", e)),

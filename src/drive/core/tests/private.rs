@@ -211,3 +211,19 @@ fn swap_in_a_symlink(folder: Option<&'static str>) {
         assert!(!why.contains("/proc/"), "{why}");
     }
 }
+
+/// Issue 14: the kernel may remember a missing name in the backing folder (the drive is
+/// its only writer), never in `.versions`, where a new version must show within a second.
+#[test]
+fn missing_names_are_remembered_only_in_the_backing_folder() {
+    let f = fixture();
+    assert_eq!(
+        f.drive.negative_ttl(ROOT),
+        Some(crate::drive::core::BACKING_TTL)
+    );
+    let vroot = f.lookup(ROOT, VERSIONS_DIR).unwrap().attr.ino;
+    assert_eq!(f.drive.negative_ttl(vroot), None);
+    f.save(ROOT, "later.txt", b"v1");
+    let vfile = f.lookup(vroot, "later.txt").unwrap().attr.ino;
+    assert_eq!(f.drive.negative_ttl(vfile), None);
+}
