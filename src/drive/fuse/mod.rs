@@ -30,7 +30,7 @@ use log::failed;
 use metrics::{Op, OpStats};
 pub use session::{Mountpoint, SessionError, is_mount_point};
 
-use super::core::{Attr, Drive, Entry, FileKind, Opened, SetAttr, SetTime, posix};
+use super::core::{Attr, Drive, DriveError, Entry, FileKind, Opened, SetAttr, SetTime, posix};
 
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
@@ -349,18 +349,12 @@ impl Filesystem for FuseDrive {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _timed = self.ops.time(Op::Unlink);
-        match self.drive.unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("unlink", e)),
-        }
+        reply_empty(reply, "unlink", self.drive.unlink(parent.0, name));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _timed = self.ops.time(Op::Rmdir);
-        match self.drive.rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("rmdir", e)),
-        }
+        reply_empty(reply, "rmdir", self.drive.rmdir(parent.0, name));
     }
 
     fn symlink(
@@ -389,13 +383,12 @@ impl Filesystem for FuseDrive {
         reply: ReplyEmpty,
     ) {
         let _timed = self.ops.time(Op::Rename);
-        match self
-            .drive
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("rename", e)),
-        }
+        reply_empty(
+            reply,
+            "rename",
+            self.drive
+                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+        );
     }
 
     fn link(
@@ -518,10 +511,7 @@ impl Filesystem for FuseDrive {
     ) {
         let _timed = self.ops.time(Op::Flush);
         tracing::trace!(ino = _ino.0, fh = fh.0, "flush");
-        match self.drive.flush(fh.0, process_of(req)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("flush", e)),
-        }
+        reply_empty(reply, "flush", self.drive.flush(fh.0, process_of(req)));
     }
 
     fn release(
@@ -538,10 +528,7 @@ impl Filesystem for FuseDrive {
         tracing::trace!(ino = _ino.0, fh = fh.0, "release");
         let result = self.drive.release(fh.0);
         lock(&self.backing_by_fh).remove(&fh.0);
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("release", e)),
-        }
+        reply_empty(reply, "release", result);
     }
 
     fn fsync(
@@ -553,10 +540,7 @@ impl Filesystem for FuseDrive {
         reply: ReplyEmpty,
     ) {
         let _timed = self.ops.time(Op::Fsync);
-        match self.drive.fsync(fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("fsync", e)),
-        }
+        reply_empty(reply, "fsync", self.drive.fsync(fh.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -677,10 +661,11 @@ impl Filesystem for FuseDrive {
         reply: ReplyEmpty,
     ) {
         let _timed = self.ops.time(Op::Setxattr);
-        match self.drive.setxattr(ino.0, name, value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("setxattr", e)),
-        }
+        reply_empty(
+            reply,
+            "setxattr",
+            self.drive.setxattr(ino.0, name, value, flags),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -690,30 +675,22 @@ impl Filesystem for FuseDrive {
             Op::Getxattr
         };
         let _timed = self.ops.time(op);
-        match self.drive.getxattr(ino.0, name, size) {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(failed("getxattr", e)),
-        }
+        reply_xattr(
+            reply,
+            "getxattr",
+            size,
+            self.drive.getxattr(ino.0, name, size),
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _timed = self.ops.time(Op::Listxattr);
-        match self.drive.listxattr(ino.0, size) {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(failed("listxattr", e)),
-        }
+        reply_xattr(reply, "listxattr", size, self.drive.listxattr(ino.0, size));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _timed = self.ops.time(Op::Removexattr);
-        match self.drive.removexattr(ino.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("removexattr", e)),
-        }
+        reply_empty(reply, "removexattr", self.drive.removexattr(ino.0, name));
     }
 
     fn fallocate(
@@ -727,9 +704,33 @@ impl Filesystem for FuseDrive {
         reply: ReplyEmpty,
     ) {
         let _timed = self.ops.time(Op::Fallocate);
-        match self.drive.fallocate(fh.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failed("fallocate", e)),
-        }
+        reply_empty(
+            reply,
+            "fallocate",
+            self.drive.fallocate(fh.0, offset, length, mode),
+        );
+    }
+}
+
+/// Replies to an operation whose only answer is success or an errno.
+fn reply_empty(reply: ReplyEmpty, op: &'static str, result: Result<(), DriveError>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(failed(op, e)),
+    }
+}
+
+/// The xattr protocol: `size == 0` asks for the length, a too-small buffer is ERANGE.
+fn reply_xattr(
+    reply: ReplyXattr,
+    op: &'static str,
+    size: u32,
+    result: Result<Vec<u8>, DriveError>,
+) {
+    match result {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(failed(op, e)),
     }
 }
