@@ -7,71 +7,18 @@
 //! WinFsp drive is exercised by the GitHub Actions job (.github/workflows/).
 #![cfg(unix)]
 
+#[path = "../src/drive/core/tests/model_spec.rs"]
+mod model_spec;
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use model_spec::{DIRS, FILES, Model, Op, op};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use support::drive::{Mounted, Place, stored_versions, wait_for};
-
-const FILES: &[&str] = &["a.txt", "b.md", "c.tmp", "d/a.txt", "d/e.txt", "e/x.txt"];
-const DIRS: &[&str] = &["d", "e"];
-
-#[derive(Debug, Clone)]
-enum Op {
-    Write(usize, Vec<u8>),
-    Append(usize, Vec<u8>),
-    Rename(usize, usize),
-    Unlink(usize),
-    Truncate(usize, u64),
-    Mkdir(usize),
-    RenameDir(usize, usize),
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    let f = 0..FILES.len();
-    let d = 0..DIRS.len();
-    let bytes = prop::collection::vec(any::<u8>(), 1..64);
-    prop_oneof![
-        4 => (f.clone(), bytes.clone()).prop_map(|(i, b)| Op::Write(i, b)),
-        2 => (f.clone(), bytes).prop_map(|(i, b)| Op::Append(i, b)),
-        2 => (f.clone(), f.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
-        1 => f.clone().prop_map(Op::Unlink),
-        1 => (f, 0u64..80).prop_map(|(i, n)| Op::Truncate(i, n)),
-        2 => d.clone().prop_map(Op::Mkdir),
-        1 => (d.clone(), d).prop_map(|(a, b)| Op::RenameDir(a, b)),
-    ]
-}
-
-fn ignored(path: &str) -> bool {
-    path.ends_with(".tmp")
-}
-
-#[derive(Default)]
-struct Model {
-    dirs: BTreeSet<String>,
-    files: BTreeMap<String, Vec<u8>>,
-    versions: BTreeMap<String, BTreeSet<Vec<u8>>>,
-}
-
-impl Model {
-    fn parent_ok(&self, path: &str) -> bool {
-        match path.rsplit_once('/') {
-            Some((dir, _)) => self.dirs.contains(dir),
-            None => true,
-        }
-    }
-    fn version(&mut self, path: &str) {
-        if !ignored(path) {
-            let c = self.files[path].clone();
-            self.versions.entry(path.to_owned()).or_default().insert(c);
-        }
-    }
-}
 
 /// Applies `op` to the model and, when the model says it is valid, to the drive.
 fn apply(m: &mut Model, root: &Path, op: &Op) {
