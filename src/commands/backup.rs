@@ -136,7 +136,7 @@ impl Reporter {
                 self.line(format!("SKIPPED   {}: {message}", local.display()));
             }
             Progress::Retrying { message, delay } => {
-                let mut last = self.last_retry.lock().unwrap_or_else(|e| e.into_inner());
+                let mut last = crate::sync::lock(&self.last_retry);
                 if *last != message {
                     if delay.is_zero() {
                         self.line(format!("stopped   {message}"));

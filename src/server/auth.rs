@@ -82,7 +82,7 @@ pub async fn check_password(
     let (result, guessed) = tokio::task::spawn_blocking(move || {
         let auth = match users.authenticate(&who, &password) {
             Ok(auth) => {
-                *LAST_USERS_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *crate::sync::lock(&LAST_USERS_ERROR) = None;
                 auth
             }
             Err(e) => return (Err(users_error(e)), false),
@@ -163,7 +163,7 @@ fn register(
 /// file and the fix) is logged once per distinct message, not once per request.
 fn users_error(e: UsersError) -> ApiError {
     let message = e.to_string();
-    let mut last = LAST_USERS_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last = crate::sync::lock(&LAST_USERS_ERROR);
     if last.as_deref() == Some(message.as_str()) {
         tracing::debug!(error = %message, "the user database is still unreadable");
         return ApiError::new(

@@ -33,7 +33,7 @@ impl PerAddressLimit {
 
     /// Counts a new connection from `addr`, or `None` when it has `max` open already.
     fn enter(&self, addr: IpAddr) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::sync::lock(&self.open);
         let n = open.entry(addr).or_default();
         if *n >= self.max {
             return None;
@@ -55,7 +55,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::sync::lock(&self.open);
         if let Some(n) = open.get_mut(&self.addr) {
             *n -= 1;
             if *n == 0 {

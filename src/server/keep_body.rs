@@ -53,11 +53,11 @@ pub async fn keep_request_body(req: Request, next: Next) -> Response {
     // A 408 means the client stopped sending: waiting for the rest would be pointless.
     let status = response.status();
     if !status.is_success() && status != axum::http::StatusCode::REQUEST_TIMEOUT {
-        let unread = parked.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let unread = crate::sync::lock(&parked).take();
         if let Some(body) = unread
             && let Some(rest) = drain(body).await
         {
-            *parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(rest);
+            *crate::sync::lock(&parked) = Some(rest);
         }
     }
     response.map(|body| {
@@ -104,7 +104,7 @@ struct Parking {
 impl Drop for Parking {
     fn drop(&mut self) {
         if let Some(body) = self.inner.take().filter(|b| !b.is_end_stream()) {
-            *self.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+            *crate::sync::lock(&self.parked) = Some(body);
         }
     }
 }

@@ -120,7 +120,7 @@ impl Throttle {
     pub fn save(&self) {
         let Some(file) = &self.trust_file else { return };
         let records: Vec<TrustRecord> = {
-            let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            let trusted = crate::sync::lock(&self.trusted);
             let (now, wall) = (Instant::now(), unix_now());
             trusted
                 .iter()
@@ -168,7 +168,7 @@ impl Throttle {
     fn succeeded_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> bool {
         let mut changed = false;
         if let Some(addr) = addr {
-            let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            let mut trusted = crate::sync::lock(&self.trusted);
             let key = (addr, name.to_owned());
             // Refreshed at most once a minute: this runs on every authenticated request.
             let fresh = trusted
@@ -184,7 +184,7 @@ impl Throttle {
                 }
             }
         }
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = crate::sync::lock(&self.windows);
         if windows.is_empty() {
             return changed;
         }
@@ -197,7 +197,7 @@ impl Throttle {
 
     fn is_trusted(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> bool {
         let Some(addr) = addr else { return false };
-        let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        let trusted = crate::sync::lock(&self.trusted);
         trusted
             .get(&(addr, name.to_owned()))
             .is_some_and(|t| now.saturating_duration_since(*t) < TRUST)
@@ -213,7 +213,7 @@ impl Throttle {
     }
 
     fn check_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) -> Result<(), Duration> {
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let windows = crate::sync::lock(&self.windows);
         if windows.is_empty() {
             return Ok(());
         }
@@ -235,7 +235,7 @@ impl Throttle {
     }
 
     fn failed_at(&self, addr: Option<IpAddr>, name: &str, now: Instant) {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = crate::sync::lock(&self.windows);
         if windows.len() >= MAX_KEYS {
             windows.retain(|_, w| now.saturating_duration_since(w.started) < WINDOW);
         }

@@ -43,7 +43,7 @@ impl UploadSlots {
     /// A place for one upload of `user`, held until the guard drops; 429 when the user
     /// has too many in progress, 503 when the server has.
     pub fn acquire(self: &Arc<Self>, user: &UserName) -> Result<UploadSlot, ApiError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::sync::lock(&self.open);
         let (total, users) = &mut *open;
         let mine = users.get(user).copied().unwrap_or(0);
         if mine >= self.per_user {
@@ -78,7 +78,7 @@ pub struct UploadSlot {
 
 impl Drop for UploadSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::sync::lock(&self.slots.open);
         let (total, users) = &mut *open;
         *total = total.saturating_sub(1);
         if let Some(n) = users.get_mut(&self.user) {

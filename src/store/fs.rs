@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -33,6 +33,7 @@ use super::{
 };
 use crate::durable::sync_dir;
 use crate::names::{RelPath, UserName, version_ext};
+use crate::sync::lock;
 
 const COPY_BUF: usize = 256 * 1024;
 
@@ -588,11 +589,4 @@ fn is_not_a_dir(e: &io::Error) -> bool {
         return true;
     }
     e.kind() == io::ErrorKind::NotADirectory
-}
-
-/// Locks a mutex, recovering from poisoning: the data behind these locks stays
-/// consistent even if a holder panicked (they guard caches and ordering, not invariants
-/// that a half-done update could break).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

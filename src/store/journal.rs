@@ -58,7 +58,7 @@ pub struct ChangeSignal {
 
 impl ChangeSignal {
     fn sender(&self, user: &UserName) -> tokio::sync::watch::Sender<u64> {
-        let mut users = super::fs::lock(&self.users);
+        let mut users = crate::sync::lock(&self.users);
         users
             .entry(user.as_str().to_owned())
             .or_insert_with(|| tokio::sync::watch::channel(0).0)

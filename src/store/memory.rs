@@ -6,13 +6,13 @@ use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex};
 
 use super::clock::{self, Clock};
-use super::fs::lock;
 use super::journal::{ChangeSignal, EventKind, JournalEvent};
 use super::{
     Deletion, Digest, HashingReader, PutOutcome, Staged, StagedData, Store, StoreError, Tree,
     TreeFile, VersionInfo, VersionRead,
 };
 use crate::names::{RelPath, UserName};
+use crate::sync::lock;
 
 type Key = (String, String); // (user, path)
 type Versions = Vec<(VersionInfo, Vec<u8>)>;

@@ -196,7 +196,7 @@ impl UserDb {
     /// Every user, sorted by name.
     pub fn list(&self) -> Result<Vec<User>, UsersError> {
         self.refresh()?;
-        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let loaded = crate::sync::read(&self.loaded);
         let mut users: Vec<User> = loaded.users.iter().filter_map(to_user).collect();
         users.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(users)
@@ -208,7 +208,7 @@ impl UserDb {
 
     pub fn get(&self, name: &str) -> Result<Option<User>, UsersError> {
         self.refresh()?;
-        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let loaded = crate::sync::read(&self.loaded);
         Ok(loaded
             .users
             .iter()
@@ -221,7 +221,7 @@ impl UserDb {
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Auth, UsersError> {
         self.refresh()?;
         let record = {
-            let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+            let loaded = crate::sync::read(&self.loaded);
             loaded.users.iter().find(|r| r.name == name).cloned()
         };
         // An unknown name costs one argon2 check against a dummy hash, like a wrong
@@ -231,20 +231,14 @@ impl UserDb {
             return Ok(Auth::UnknownUser);
         };
         let tag = self.tag(name, password);
-        let cached = self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let cached = crate::sync::lock(&self.verified)
             .get(name)
             .is_some_and(|t| *t == tag);
         if !cached {
             if !self.verify(&record.password_hash, password) {
                 return Ok(Auth::WrongPassword);
             }
-            self.verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.to_owned(), tag);
+            crate::sync::lock(&self.verified).insert(name.to_owned(), tag);
         }
         if user.disabled {
             return Ok(Auth::Disabled);
@@ -337,7 +331,7 @@ impl UserDb {
     ) -> Result<User, UsersError> {
         check_new_password(password)?;
         if let Some(addr) = from {
-            let mut recent = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+            let mut recent = crate::sync::lock(&self.registrations);
             let now = Instant::now();
             let times = recent.entry(addr).or_default();
             times.retain(|t| now.duration_since(*t) < REGISTRATION_WINDOW);
@@ -350,11 +344,7 @@ impl UserDb {
         let result = self.add(name, Role::Student, password);
         if result.is_err()
             && let Some(addr) = from
-            && let Some(times) = self
-                .registrations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&addr)
+            && let Some(times) = crate::sync::lock(&self.registrations).get_mut(&addr)
         {
             times.pop();
         }
@@ -425,16 +415,13 @@ impl UserDb {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.io_err(&self.path)(e)),
         };
-        if self.loaded.read().unwrap_or_else(|e| e.into_inner()).stamp == stamp && stamp.is_some() {
+        if crate::sync::read(&self.loaded).stamp == stamp && stamp.is_some() {
             return Ok(());
         }
         let users = self.read_file()?.users;
-        let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = crate::sync::write(&self.loaded);
         *loaded = Loaded { stamp, users };
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        crate::sync::lock(&self.verified).clear();
         Ok(())
     }
 

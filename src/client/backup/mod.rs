@@ -151,17 +151,14 @@ pub fn run(
                                     size: job.size,
                                 }),
                             }
-                            results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r);
+                            crate::sync::lock(&results)[i] = Some(r);
                         }
                         Err(message) => {
                             progress(Progress::Unreadable {
                                 local: job.local.clone(),
                                 message: message.clone(),
                             });
-                            problems
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .push((job.local.clone(), message));
+                            crate::sync::lock(&problems).push((job.local.clone(), message));
                         }
                     }
                 }

@@ -8,7 +8,7 @@
 //! drained: [`Shutdown::stop_and_wait`] blocks until [`Shutdown::finished`], bounded so
 //! that a stuck drain cannot hold up a logoff for ever (the logoff script waits too).
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the console handler waits for the unmount and the drain. Windows gives a
@@ -42,7 +42,7 @@ impl Shutdown {
 
     /// Asks the drive to stop, without waiting (Ctrl-C: the console stays).
     pub fn stop(&self) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = crate::sync::lock(&self.state);
         s.stop = true;
         self.changed.notify_all();
     }
@@ -51,7 +51,7 @@ impl Shutdown {
     /// `timeout`. True when it finished in time.
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = crate::sync::lock(&self.state);
         s.stop = true;
         self.changed.notify_all();
         if !s.finished {
@@ -69,26 +69,22 @@ impl Shutdown {
                 );
                 return false;
             }
-            s = self
-                .changed
-                .wait_timeout(s, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            s = crate::sync::wait_timeout(&self.changed, s, deadline - now);
         }
         true
     }
 
     /// Blocks the main thread until a stop is asked for.
     pub fn wait_for_stop(&self) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = crate::sync::lock(&self.state);
         while !s.stop {
-            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+            s = crate::sync::wait(&self.changed, s);
         }
     }
 
     /// The drive has unmounted and drained: a waiting handler may return.
     pub fn finished(&self) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = crate::sync::lock(&self.state);
         s.finished = true;
         self.changed.notify_all();
     }

@@ -3,7 +3,6 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::sync::Arc;
-use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::nodes::{Ino, NodeKind};
@@ -288,7 +287,7 @@ impl Drive {
     /// set-group-id bits, as a write by an unprivileged user does.
     pub fn write(&self, fh: Fh, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         let h = self.handle(fh)?;
-        let _sizes = self.sizes.read().unwrap_or_else(PoisonError::into_inner);
+        let _sizes = crate::sync::read(&self.sizes);
         Self::write_handle(&h, offset, data, kill_suidgid)
     }
 
@@ -302,10 +301,10 @@ impl Drive {
             return Err(DriveError::EACCES);
         }
         if let WriteAt::Offset(offset) = at {
-            let _sizes = self.sizes.read().unwrap_or_else(PoisonError::into_inner);
+            let _sizes = crate::sync::read(&self.sizes);
             return Self::write_handle(&h, offset, data, false);
         }
-        let _sizes = self.sizes.write().unwrap_or_else(PoisonError::into_inner);
+        let _sizes = crate::sync::write(&self.sizes);
         let size = match &h.kind {
             HandleKind::Backing(f) => f.metadata()?.len(),
             _ => return Err(DriveError::EROFS),
@@ -332,7 +331,7 @@ impl Drive {
         if !h.writable {
             return Err(DriveError::EACCES);
         }
-        let _sizes = self.sizes.write().unwrap_or_else(PoisonError::into_inner);
+        let _sizes = crate::sync::write(&self.sizes);
         if size < f.metadata()?.len() {
             f.set_len(size)?;
         }

@@ -199,10 +199,7 @@ impl Drive {
         }
         if let Some(size) = set.size {
             // Not while an append reads the size and writes at it.
-            let _sizes = self
-                .sizes
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _sizes = crate::sync::write(&self.sizes);
             match &file {
                 Some(f) => f.set_len(size)?,
                 None => OpenOptions::new()

@@ -52,7 +52,7 @@ impl Sessions {
         let token = hex::encode(rand::random::<[u8; 32]>());
         let csrf = hex::encode(rand::random::<[u8; 32]>());
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.map);
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| alive(s, now));
             if map.len() >= MAX_SESSIONS
@@ -76,7 +76,7 @@ impl Sessions {
     /// The live session of `token`, refreshing its idle time.
     pub fn get(&self, token: &str) -> Option<Active> {
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.map);
         let k = key(token);
         let session = map.get_mut(&k)?;
         if !alive(session, now) {
@@ -91,7 +91,7 @@ impl Sessions {
     }
 
     pub fn remove(&self, token: &str) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.map);
         map.remove(&key(token));
     }
 }
