@@ -7,9 +7,15 @@
 //!
 //! Each line is `<HMAC-SHA256 in hex> <JSON record>`, keyed with `journal.key` (32
 //! random bytes, owner-only, created once beside the journal). A record whose MAC does
-//! not verify was not written by this spool (planted, edited, or from before the key
-//! existed): it is never acted on. Its count is kept and shown in the status, and the
-//! data a foreign capture names is moved to `refused/`, never uploaded.
+//! not verify was not written by this spool (planted or edited): it is never acted on.
+//! Its count is kept and shown in the status, and the data a foreign capture names is
+//! moved to `refused/`, never uploaded.
+//!
+//! A journal from before keys existed (no `journal.key` yet, lines without a MAC) is
+//! trusted once, and signed by the rewrite at open, when only its owner could have
+//! written it ([`legacy_trusted`]); otherwise its records are refused like any other
+//! unsigned line. The MAC keeps out other OS accounts; it does not separate students
+//! who share one OS account (they share the key too: that is the sign-in issue's job).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -335,9 +341,32 @@ pub(super) fn capture_record(c: &CaptureRec) -> Record {
     }
 }
 
+/// Whether the unsigned records of a journal from before keys existed may be acted on:
+/// there is no key yet, and the journal is a plain file of this OS user that nobody
+/// else could write. (Windows keeps the spool in the user's profile, private by its ACL.)
+pub(super) fn legacy_trusted(dir: &Path) -> io::Result<bool> {
+    if Key::load(dir)?.is_some() {
+        return Ok(false);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match fs::symlink_metadata(dir.join(JOURNAL)) {
+            // SAFETY: geteuid(2) has no preconditions and cannot fail.
+            Ok(m) => Ok(m.file_type().is_file()
+                && m.uid() == unsafe { libc::geteuid() }
+                && m.mode() & 0o022 == 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    Ok(true)
+}
+
 /// Reads a journal (missing = empty), applying only records `key` signed (none when
-/// there is no key). Never writes.
-pub(super) fn replay(dir: &Path, key: Option<&Key>) -> io::Result<Replayed> {
+/// there is no key), and with `legacy` also unsigned ones. Never writes.
+pub(super) fn replay(dir: &Path, key: Option<&Key>, legacy: bool) -> io::Result<Replayed> {
     let mut state = Replayed::default();
     let file = match File::open(dir.join(JOURNAL)) {
         Ok(f) => f,
@@ -356,7 +385,9 @@ pub(super) fn replay(dir: &Path, key: Option<&Key>) -> io::Result<Replayed> {
         let parsed = serde_json::from_slice::<Record>(json)
             .or_else(|_| serde_json::from_slice::<Record>(&line))
             .ok();
-        let signed = key.is_some_and(|k| k.verify(json, tag));
+        // A signed line starts with its hex MAC, an unsigned (pre-key) one with `{`.
+        let signed =
+            key.is_some_and(|k| k.verify(json, tag)) || (legacy && line.first() == Some(&b'{'));
         match (signed, parsed) {
             (true, Some(rec)) => state.apply(rec),
             // Torn by a crash mid-append (or junk): nothing to act on.
@@ -522,7 +553,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"rec\":\"capture\",\"id\":9,\"pa")
             .unwrap();
-        let s = replay(dir.path(), Some(&key)).unwrap();
+        let s = replay(dir.path(), Some(&key), false).unwrap();
         assert_eq!(s.bad_lines, 1);
         assert_eq!(s.pending.keys().copied().collect::<Vec<_>>(), [3, 4]);
         assert_eq!(s.failed.keys().copied().collect::<Vec<_>>(), [2]);
@@ -532,7 +563,7 @@ mod tests {
         assert_eq!(s.last_error.as_ref().unwrap().message, "down");
 
         j.compact(&s.records()).unwrap();
-        let again = replay(dir.path(), Some(&key)).unwrap();
+        let again = replay(dir.path(), Some(&key), false).unwrap();
         assert_eq!(again.bad_lines, 0);
         assert_eq!(again.pending, s.pending);
         assert_eq!(
@@ -570,14 +601,43 @@ mod tests {
             .unwrap()
             .replace("a/4.txt", "a/9.txt");
         f.write_all(edited.as_bytes()).unwrap();
-        let s = replay(dir.path(), Some(&key)).unwrap();
+        let s = replay(dir.path(), Some(&key), false).unwrap();
         assert_eq!(s.pending.keys().copied().collect::<Vec<_>>(), [1]);
         assert_eq!(s.foreign.as_ref().map(|f| f.lines), Some(4));
         assert_eq!(s.foreign_ids.iter().copied().collect::<Vec<_>>(), [2, 3, 4]);
         assert_eq!(s.bad_lines, 0);
         // Without the key nothing is trusted.
-        assert!(replay(dir.path(), None).unwrap().pending.is_empty());
+        assert!(replay(dir.path(), None, false).unwrap().pending.is_empty());
         // The key is created once and kept.
         assert_eq!(Key::load_or_create(dir.path()).unwrap().0, key.0);
+    }
+
+    /// An upgrade keeps what was waiting: a pre-key journal only its owner could write
+    /// is trusted once; one another account could write (as older versions left it,
+    /// 0666) is refused like any unsigned record.
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_from_before_keys_is_trusted_only_when_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL);
+        let mut old = Vec::new();
+        for r in [cap(1), cap(2), Record::Done { id: 1 }] {
+            old.extend(serde_json::to_vec(&r).unwrap());
+            old.push(b'\n');
+        }
+        std::fs::write(&path, &old).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(legacy_trusted(dir.path()).unwrap());
+        let s = replay(dir.path(), None, true).unwrap();
+        assert_eq!(s.pending.keys().copied().collect::<Vec<_>>(), [2]);
+        assert!(s.foreign.is_none());
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!legacy_trusted(dir.path()).unwrap());
+        // Once a key exists, unsigned lines are never trusted again.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Key::load_or_create(dir.path()).unwrap();
+        assert!(!legacy_trusted(dir.path()).unwrap());
     }
 }

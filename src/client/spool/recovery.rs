@@ -14,9 +14,12 @@ use crate::names::RelPath;
 
 /// Replays the journal, drops what a crash cut off, and rewrites the journal compactly.
 pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, JournalFile), SpoolError> {
+    // Decided before the key exists: an upgraded spool's own records still go up.
+    let legacy = journal::legacy_trusted(dir)
+        .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
     let key = journal::Key::load_or_create(dir)
         .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
-    let mut replayed = journal::replay(dir, Some(&key))
+    let mut replayed = journal::replay(dir, Some(&key), legacy)
         .map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
     if replayed.bad_lines > 0 {
         tracing::warn!(

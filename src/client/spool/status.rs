@@ -94,7 +94,9 @@ impl SpoolStatus {
         }
         let key = journal::Key::load(dir)
             .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
-        let state = journal::replay(dir, key.as_ref())
+        let legacy = journal::legacy_trusted(dir)
+            .map_err(|e| SpoolError::io(dir, "reading the journal key", e))?;
+        let state = journal::replay(dir, key.as_ref(), legacy)
             .map_err(|e| SpoolError::io(dir, "reading the journal", e))?;
         Ok(SpoolStatus {
             pending: state.pending.len(),
