@@ -42,9 +42,6 @@ fn own_words(
     retry_after: Option<Duration>,
 ) -> Option<String> {
     Some(match status {
-        401 if message.contains("disabled") => format!(
-            "the server {server} refused the sign-in: this account is disabled; ask your teacher"
-        ),
         401 => format!("{AUTH_FAILED} (server {server})"),
         429 => match retry_after {
             Some(d) => format!(
@@ -169,11 +166,12 @@ mod tests {
                 None,
                 "wrong user name or password (server http://ects.lan:8080)",
             ),
+            // A disabled account is answered like a wrong password (issue 15 item 11).
             (
                 401,
                 "this account is disabled; ask a teacher",
                 None,
-                "this account is disabled; ask your teacher",
+                "wrong user name or password",
             ),
             (
                 429,

@@ -32,6 +32,8 @@ pub fn expected(errno: i32) -> bool {
             | posix::ENOTDIR
             | posix::ENAMETOOLONG
             | posix::EXDEV
+            // .versions offline: the view logs the change once (VersionsView::note).
+            | posix::ENETUNREACH
     ) || errno == libc::ERANGE
 }
 
@@ -100,6 +102,8 @@ mod tests {
     fn a_lookup_miss_is_expected_and_an_io_error_is_not() {
         assert!(expected(posix::ENOENT));
         assert!(!expected(posix::EIO));
+        // Offline .versions is said once by the view, not per `ls`.
+        assert!(expected(posix::ENETUNREACH));
         assert!(!expected(posix::ENOSPC));
     }
 }
