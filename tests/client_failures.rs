@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ects::client::{ConnectConfig, HttpUploader, Remote, Spool, SpoolOptions};
 use ects::names::{RelPath, UserName};
@@ -107,6 +108,8 @@ fn a_refusal_later_pauses_the_spool_and_shows_until_the_next_start() {
     let live = ects::client::render_status(&spool.status());
     assert!(live.contains("REFUSED YOUR PASSWORD"), "{live}");
     assert_eq!(spool.status().pending, 1, "kept, not failed");
+    // Unmounting does not wait out its drain timeout for uploads that cannot go.
+    assert_eq!(spool.drain(Duration::from_secs(600)), 1, "still queued");
     drop(spool);
 
     // `ects status` in another process says the same.
@@ -117,6 +120,20 @@ fn a_refusal_later_pauses_the_spool_and_shows_until_the_next_start() {
     let shown = text(&out);
     assert!(shown.contains("REFUSED YOUR PASSWORD"), "{shown}");
     assert!(server.journal().is_empty());
+    // A logoff script's `status --wait` says so at once, with the sign-in exit code,
+    // instead of waiting out its timeout.
+    let out = client.run(
+        &server.url,
+        &[
+            "status",
+            "--wait",
+            "--timeout",
+            "600",
+            "--cache",
+            client.cache.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
 
     // The next start with the right password sends it.
     let empty = client.dir.path().join("Nothing");

@@ -174,6 +174,18 @@ fn wait_for_uploads(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             println!("all uploads done");
             return Ok(ExitCode::SUCCESS);
         }
+        if statuses.iter().any(|s| s.credentials_refused) {
+            // Nothing is sent until the drive starts again with a password that works:
+            // say so now instead of waiting out the timeout.
+            for s in &statuses {
+                print!("{}", render_status(s));
+            }
+            println!(
+                "{pending} version(s) wait for a password the server accepts; they stay in the \
+                 spool and are sent by the next mount or backup with the right password"
+            );
+            return Ok(ExitCode::from(super::EXIT_CREDENTIALS_REFUSED));
+        }
         let bytes: u64 = statuses.iter().map(|s| s.pending_bytes).sum();
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left == Some(Duration::ZERO) {

@@ -420,7 +420,7 @@ impl Spool {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout;
         let mut st = lock(&inner.state);
-        while !st.is_idle() && !st.stop {
+        while !st.is_idle() && !st.stop && !inner.paused(&st) {
             let now = Instant::now();
             if now >= deadline {
                 break;

@@ -149,6 +149,12 @@ pub(super) fn data_file(captures: &Path, id: u64) -> PathBuf {
 }
 
 impl Inner {
+    /// Uploads wait for a new start: the password was refused and the same one would be
+    /// refused again. Nothing is sent, so nothing is worth waiting for either.
+    pub(super) fn paused(&self, st: &State) -> bool {
+        st.credentials_refused && self.opts.credentials_recheck.is_none()
+    }
+
     pub(super) fn stop(&self) {
         lock(&self.state).stop = true;
         self.changed.notify_all();

@@ -28,7 +28,7 @@ impl Inner {
                     if st.stop {
                         return;
                     }
-                    if st.credentials_refused && self.opts.credentials_recheck.is_none() {
+                    if self.paused(&st) {
                         // Paused: the same password would be refused again.
                         st = wait(&self.changed, st);
                         continue;
