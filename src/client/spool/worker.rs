@@ -79,7 +79,11 @@ impl Inner {
                 });
             }
         }
-        // The bytes must still be the ones the journal recorded: a copy changed on disk
+        if self.uploader.exists(&e.path, &e.sha256)? {
+            return Ok(OutcomeKind::AlreadyStored);
+        }
+        // Only now that it will be sent (not at every try while the server is away):
+        // the bytes must still be the ones the journal recorded: a copy changed on disk
         // since (by another program, or someone with access to this folder) is never
         // sent as if it were the student's version.
         match fs::File::open(&file).and_then(|mut f| hash_file(&mut f)) {
@@ -99,9 +103,6 @@ impl Inner {
                     ),
                 });
             }
-        }
-        if self.uploader.exists(&e.path, &e.sha256)? {
-            return Ok(OutcomeKind::AlreadyStored);
         }
         self.uploader.upload(&e.path, &file, &e.sha256, e.size)?;
         Ok(OutcomeKind::Uploaded)
