@@ -287,7 +287,7 @@ impl Drive {
     /// set-group-id bits, as a write by an unprivileged user does.
     pub fn write(&self, fh: Fh, offset: u64, data: &[u8], kill_suidgid: bool) -> Result<u32> {
         let h = self.handle(fh)?;
-        let _sizes = crate::sync::read(&self.sizes);
+        let _sizes = crate::sync::read(self.size_lock(h.ino));
         Self::write_handle(&h, offset, data, kill_suidgid)
     }
 
@@ -301,10 +301,10 @@ impl Drive {
             return Err(DriveError::EACCES);
         }
         if let WriteAt::Offset(offset) = at {
-            let _sizes = crate::sync::read(&self.sizes);
+            let _sizes = crate::sync::read(self.size_lock(h.ino));
             return Self::write_handle(&h, offset, data, false);
         }
-        let _sizes = crate::sync::write(&self.sizes);
+        let _sizes = crate::sync::write(self.size_lock(h.ino));
         let size = match &h.kind {
             HandleKind::Backing(f) => f.metadata()?.len(),
             _ => return Err(DriveError::EROFS),
@@ -331,7 +331,7 @@ impl Drive {
         if !h.writable {
             return Err(DriveError::EACCES);
         }
-        let _sizes = crate::sync::write(&self.sizes);
+        let _sizes = crate::sync::write(self.size_lock(h.ino));
         if size < f.metadata()?.len() {
             f.set_len(size)?;
         }

@@ -65,6 +65,9 @@ pub const BACKING_TTL: Duration = Duration::from_secs(3600);
 /// `.versions` changes behind the kernel's back (new versions arrive); keep it short.
 pub const VIRTUAL_TTL: Duration = Duration::from_secs(1);
 
+/// Size locks, one per inode modulo this: enough that two busy files rarely share one.
+const SIZE_STRIPES: usize = 64;
+
 /// Where the drive keeps its local state.
 #[derive(Debug, Clone)]
 pub struct DriveOptions {
@@ -90,9 +93,10 @@ pub struct Drive {
     handles: Mutex<HashMap<Fh, Arc<Handle>>>,
     dirs: Mutex<HashMap<Fh, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
-    /// Writes share it; a write at the end of file or within the size, and a size
-    /// change, take it alone, so the size they read is still the size they write at.
-    sizes: RwLock<()>,
+    /// Per file (striped by inode): writes share its lock; a write at the end of file or
+    /// within the size, and a size change, take it alone, so the size they read is
+    /// still the size they write at. Other files' writes never wait for it.
+    sizes: [RwLock<()>; SIZE_STRIPES],
     versioning: Versioning,
     view: VersionsView,
     uid: u32,
@@ -101,6 +105,11 @@ pub struct Drive {
 }
 
 impl Drive {
+    /// The size lock of file `ino` (see `sizes`).
+    fn size_lock(&self, ino: Ino) -> &RwLock<()> {
+        &self.sizes[(ino % SIZE_STRIPES as u64) as usize]
+    }
+
     pub fn new(
         options: DriveOptions,
         sink: Arc<dyn VersionSink>,
@@ -122,7 +131,7 @@ impl Drive {
             handles: Mutex::default(),
             dirs: Mutex::default(),
             next_fh: AtomicU64::new(1),
-            sizes: RwLock::default(),
+            sizes: std::array::from_fn(|_| RwLock::default()),
             uid,
             gid,
             started: SystemTime::now(),

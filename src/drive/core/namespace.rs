@@ -199,7 +199,7 @@ impl Drive {
         }
         if let Some(size) = set.size {
             // Not while an append reads the size and writes at it.
-            let _sizes = crate::sync::write(&self.sizes);
+            let _sizes = crate::sync::write(self.size_lock(ino));
             match &file {
                 Some(f) => f.set_len(size)?,
                 None => OpenOptions::new()
