@@ -11,6 +11,7 @@ pub mod durable;
 pub mod ignore;
 pub mod logging;
 pub mod names;
+pub mod private;
 pub mod server;
 pub mod store;
 pub mod sync;

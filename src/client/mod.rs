@@ -10,7 +10,6 @@ pub mod collect;
 mod config;
 mod errors;
 mod http;
-pub(crate) mod private;
 mod remote;
 pub mod spool;
 mod upload;

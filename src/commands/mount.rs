@@ -184,7 +184,7 @@ fn prepare(args: &MountArgs) -> anyhow::Result<Prepared> {
         embedded(args)?
     };
     // Owner-only: it holds copies of the student's work (docs/SEMANTICS.md).
-    crate::client::private::create_dir(&cache)
+    crate::private::own_dir(&cache)
         .with_context(|| format!("creating the cache folder {}", cache.display()))?;
     let _cache_lock = lock_cache(&cache)?;
     let spool = Spool::open(&spool_dir(&cache), uploader, SpoolOptions::default())
@@ -369,7 +369,7 @@ fn default_cache(data: &Path, user: &UserName) -> anyhow::Result<PathBuf> {
 
 /// One drive per cache folder: a second one would fight over the same files.
 fn lock_cache(cache: &Path) -> anyhow::Result<File> {
-    let file = crate::client::private::file_options()
+    let file = crate::private::open_options()
         .create(true)
         .truncate(false)
         .write(true)

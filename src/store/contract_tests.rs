@@ -399,3 +399,18 @@ fn fsck_finds_damage() {
     assert_eq!(report.strays.len(), 1, "{report:#?}");
     assert!(report.damaged());
 }
+
+/// A data folder an older version left 0755 is closed at open: its root guards every
+/// version and journal under it.
+#[cfg(unix)]
+#[test]
+fn fs_store_closes_an_existing_data_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _store = FsStore::open(&data).unwrap();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}

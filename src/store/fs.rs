@@ -26,13 +26,13 @@ use chrono::{DateTime, Utc};
 
 use super::clock::{self, Clock};
 use super::journal::{ChangeSignal, Journal, JournalEvent};
-use super::private;
 use super::{
     Deletion, Digest, HashingReader, PutOutcome, Staged, StagedData, Stager, Store, StoreError,
     Tree, TreeFile, VersionInfo, VersionRead,
 };
 use crate::durable::sync_dir;
 use crate::names::{RelPath, UserName, version_ext};
+use crate::private;
 use crate::sync::lock;
 
 const COPY_BUF: usize = 256 * 1024;
@@ -63,6 +63,9 @@ impl FsStore {
         for dir in [data, &uploads, &tmp, &journal_dir] {
             private::create_dir_all(dir).map_err(StoreError::from_disk)?;
         }
+        // A data folder from an older version may be 0755: closing its root closes
+        // every version and journal under it to other local users.
+        private::narrow_dir(data).map_err(StoreError::from_disk)?;
         let lock = private::open_options()
             .create(true)
             .truncate(false)

@@ -133,7 +133,7 @@ impl Journal {
         let file = {
             // A poisoned lock only means another append panicked; the file is fine.
             let _one_writer = crate::sync::lock(&self.writing);
-            let mut file = super::private::open_options()
+            let mut file = crate::private::open_options()
                 .create(true)
                 .append(true)
                 .read(true)

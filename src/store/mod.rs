@@ -16,7 +16,6 @@ mod fs;
 mod fsck;
 mod journal;
 mod memory;
-pub mod private;
 
 use std::io::{self, Read, Seek};
 

@@ -443,8 +443,8 @@ impl UserDb {
         change: impl FnOnce(&mut UsersFile) -> Result<(), UsersError>,
     ) -> Result<(), UsersError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        crate::store::private::create_dir_all(dir).map_err(self.io_err(dir))?;
-        let lock = crate::store::private::open_options()
+        crate::private::create_dir_all(dir).map_err(self.io_err(dir))?;
+        let lock = crate::private::open_options()
             .create(true)
             .truncate(false)
             .write(true)

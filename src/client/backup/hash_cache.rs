@@ -57,7 +57,7 @@ impl HashCache {
         let tmp = file.with_extension("tmp");
         {
             // Owner-only, like the rest of the cache: it names the student's files.
-            let f = crate::client::private::file_options()
+            let f = crate::private::open_options()
                 .write(true)
                 .create(true)
                 .truncate(true)

@@ -28,7 +28,7 @@ pub(super) enum CaptureError {
 /// On failure `dest` is removed.
 pub(super) fn copy_and_hash(source: &Path, dest: &Path) -> Result<(Digest, u64), CaptureError> {
     let mut src = open_source(source).map_err(CaptureError::Source)?;
-    let mut dst = crate::client::private::file_options()
+    let mut dst = crate::private::open_options()
         .write(true)
         .create_new(true)
         .open(dest)

@@ -49,7 +49,7 @@ impl Key {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
         let path = dir.join(KEY);
-        let mut f = crate::client::private::file_options()
+        let mut f = crate::private::open_options()
             .write(true)
             .create_new(true)
             .open(&path)?;
@@ -443,7 +443,7 @@ impl JournalFile {
     fn write_tmp(dir: &Path, key: &Key, records: &[Record]) -> io::Result<(File, u64)> {
         let tmp = dir.join(JOURNAL_TMP);
         let bytes = encode(records, key)?;
-        let mut f = crate::client::private::file_options()
+        let mut f = crate::private::open_options()
             .write(true)
             .create(true)
             .truncate(true)

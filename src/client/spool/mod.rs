@@ -57,11 +57,11 @@ pub use self::status::{
 };
 #[cfg(test)]
 use self::worker::backoff;
-use super::private;
 #[cfg(test)]
 use super::upload::UploadError;
 use super::upload::Uploader;
 use crate::names::RelPath;
+use crate::private;
 use crate::store::Digest;
 use crate::sync::{lock, wait, wait_timeout};
 
@@ -209,10 +209,10 @@ impl Spool {
         opts: SpoolOptions,
     ) -> Result<Spool, SpoolError> {
         let captures_dir = dir.join(CAPTURES);
-        private::create_dir(dir)
-            .and_then(|()| private::create_dir(&captures_dir))
+        private::own_dir(dir)
+            .and_then(|()| private::own_dir(&captures_dir))
             .map_err(|e| SpoolError::io(dir, "creating the folder", e))?;
-        let lock_file = private::file_options()
+        let lock_file = private::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -521,7 +521,7 @@ impl Spool {
                 to.set_file_name(name);
             }
             let parent = to.parent().unwrap_or(dest);
-            private::create_dir(parent)
+            private::own_dir(parent)
                 .map_err(|e| SpoolError::io(&inner.dir, "creating the dismissed folder", e))?;
             match fs::rename(&data, &to).or_else(|_| fs::copy(&data, &to).map(|_| ())) {
                 Ok(()) => {}

@@ -125,7 +125,7 @@ pub(super) fn recover(dir: &Path, captures_dir: &Path) -> Result<(State, Journal
 fn quarantine(dir: &Path, file: &Path, name: &std::ffi::OsStr) {
     let refused = dir.join(REFUSED);
     let moved =
-        super::private::create_dir(&refused).and_then(|()| fs::rename(file, refused.join(name)));
+        crate::private::own_dir(&refused).and_then(|()| fs::rename(file, refused.join(name)));
     match moved {
         Ok(()) => tracing::warn!(
             file = %refused.join(name).display(),

@@ -9,7 +9,7 @@
 //! with its line number.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -252,13 +252,8 @@ pub fn with_passwords(
 /// Writes `name,role,password` lines to a new file only its owner can read (0600 on
 /// Unix). Refuses to replace an existing file: an older list may be the only copy.
 pub fn write_passwords_file(path: &Path, entries: &[(UserName, Role, String)]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
+    let mut options = crate::private::open_options();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
     let mut file: File = options.open(path)?;
     let mut text = String::from("name,role,password\n");
     for (name, role, password) in entries {

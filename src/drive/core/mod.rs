@@ -117,9 +117,9 @@ impl Drive {
     ) -> io::Result<Self> {
         // Folders the drive creates are the OS user's alone (issue 15): another user of
         // the PC must not read, plant or alter a student's work or the drive's state.
-        backing::create_private_dir_all(&options.files)?;
+        crate::private::create_dir_all(&options.files)?;
         if let Some(parent) = options.index_file.parent() {
-            backing::create_private_dir_all(parent)?;
+            crate::private::create_dir_all(parent)?;
         }
         let (uid, gid) = backing::owner();
         Ok(Self {

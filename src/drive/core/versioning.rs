@@ -264,9 +264,8 @@ impl Versioning {
         let result = (|| {
             // A fresh 0600 file: a leftover temp file could be someone else's.
             let _ = fs::remove_file(&tmp);
-            let mut opts = fs::OpenOptions::new();
+            let mut opts = crate::private::open_options();
             opts.write(true).create_new(true);
-            super::backing::private_file(&mut opts);
             let mut f = opts.open(&tmp)?;
             io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()?;

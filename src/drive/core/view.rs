@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local, Utc};
 
 use super::super::sink::{SinkError, VersionSource};
-use super::{DriveError, backing, posix};
+use super::{DriveError, posix};
 use crate::names::RelPath;
 use crate::store::{Digest, Tree, VersionInfo};
 
@@ -171,9 +171,7 @@ impl ContentCache {
         // Start empty: what a previous mount cached is not tracked.
         let _ = fs::remove_dir_all(&dir);
         // 0700 and its files 0600: nobody else may plant what `.versions` shows.
-        if let Err(e) =
-            backing::create_private_dir_all(&dir).and_then(|()| backing::make_private_dir(&dir))
-        {
+        if let Err(e) = crate::private::own_dir(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create the versions cache");
         }
         Self {
@@ -216,9 +214,8 @@ impl ContentCache {
         let tmp = self.dir.join(format!("fetch-{seq}.tmp"));
         let result = (|| {
             let _ = fs::remove_file(&tmp);
-            let mut opts = fs::OpenOptions::new();
+            let mut opts = crate::private::open_options();
             opts.read(true).write(true).create_new(true);
-            backing::private_file(&mut opts);
             let mut out = HashingWriter::new(opts.open(&tmp).map_err(SinkError::Read)?);
             source.fetch(path, &sha, &mut out)?;
             let (file, got, size) = out.finish();

@@ -310,22 +310,6 @@ pub fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
     Err(unsupported())
 }
 
-// ----- the drive's own files: private to the OS user -----
-
-/// Under `%LOCALAPPDATA%` folders inherit an ACL that admits only the user.
-pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)
-}
-
-pub fn make_private_dir(dir: &Path) -> io::Result<()> {
-    let _ = dir;
-    Ok(())
-}
-
-pub fn private_file(opts: &mut OpenOptions) {
-    let _ = opts;
-}
-
 pub fn set_mode(f: &File, mode: u32) -> io::Result<()> {
     let _ = (f, mode);
     Ok(())

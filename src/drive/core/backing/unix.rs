@@ -308,29 +308,6 @@ pub fn write_all_at(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(f, data, offset)
 }
 
-// ----- the drive's own files: private to the OS user -----
-
-/// Creates `dir` and any missing parents 0700; existing folders keep their mode.
-pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Makes `dir` 0700, whatever it was: a folder only ects reads (the versions cache).
-pub fn make_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// A file ects creates for itself is 0600 whatever the process's umask.
-pub fn private_file(opts: &mut OpenOptions) {
-    use std::os::unix::fs::OpenOptionsExt;
-    opts.mode(0o600);
-}
-
 /// Gives a file the mode it was asked to have, without the process's umask: the
 /// kernel already applied the caller's.
 pub fn set_mode(f: &File, mode: u32) -> io::Result<()> {
