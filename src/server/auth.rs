@@ -82,7 +82,10 @@ pub async fn check_password(
     let (result, guessed) = tokio::task::spawn_blocking(move || {
         let auth = match users.authenticate(&who, &password) {
             Ok(auth) => {
-                *crate::sync::lock(&LAST_USERS_ERROR) = None;
+                // Only after a failure: the common path touches no shared lock.
+                if USERS_ERROR_LOGGED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    *crate::sync::lock(&LAST_USERS_ERROR) = None;
+                }
                 auth
             }
             Err(e) => return (Err(users_error(e)), false),
@@ -172,12 +175,16 @@ fn users_error(e: UsersError) -> ApiError {
         );
     }
     *last = Some(message);
+    USERS_ERROR_LOGGED.store(true, std::sync::atomic::Ordering::Relaxed);
     ApiError::internal("reading the user database failed", &e)
 }
 
 /// The user-database error logged last; cleared when the database reads again, so a
 /// new failure is logged again.
 static LAST_USERS_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+/// Whether `LAST_USERS_ERROR` holds something to clear.
+static USERS_ERROR_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Name and password from `Authorization: Basic …`, if well-formed UTF-8.
 fn basic_credentials(parts: &Parts) -> Option<(String, String)> {

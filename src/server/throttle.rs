@@ -160,7 +160,7 @@ impl Throttle {
     }
 
     /// Clears the counters a successful sign-in proves were the owner's own mistakes.
-    /// `true` when trust changed and should be saved.
+    /// `true` when a new name/address pair became trusted and should be saved.
     pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) -> bool {
         self.succeeded_at(addr, name, Instant::now())
     }
@@ -179,8 +179,10 @@ impl Throttle {
                     trusted.retain(|_, t| now.saturating_duration_since(*t) < TRUST);
                 }
                 if trusted.len() < MAX_KEYS {
-                    trusted.insert(key, now);
-                    changed = true;
+                    // Saved when a pair is new; a refresh of a known pair is kept in
+                    // memory only, or every active student would rewrite the file
+                    // once a minute.
+                    changed = trusted.insert(key, now).is_none();
                 }
             }
         }
@@ -342,6 +344,17 @@ mod tests {
         for (name, allowed) in cases {
             assert_eq!(t.check_at(Some(lab), name, now).is_ok(), allowed, "{name}");
         }
+    }
+
+    /// Only a new pair is worth saving; refreshing a known one is not.
+    #[test]
+    fn only_a_new_pair_asks_to_be_saved() {
+        let t = Throttle::new();
+        let now = Instant::now();
+        let pc: IpAddr = "10.0.0.7".parse().unwrap();
+        assert!(t.succeeded_at(Some(pc), "alice", now));
+        assert!(!t.succeeded_at(Some(pc), "alice", now + Duration::from_secs(120)));
+        assert!(t.succeeded_at(Some(pc), "bob", now + Duration::from_secs(120)));
     }
 
     #[test]
