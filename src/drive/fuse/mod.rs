@@ -152,7 +152,7 @@ impl FuseDrive {
             backing_by_ino: Mutex::default(),
             backing_by_fh: Mutex::default(),
             mode_report: Mutex::new(report),
-            ops: OpStats::default(),
+            ops: OpStats::for_log_level(),
         }
     }
 
