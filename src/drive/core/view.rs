@@ -98,6 +98,8 @@ impl VersionsView {
                     tracing::info!("the server answers again: .versions is back");
                 }
             }
+            // Trouble on this computer says nothing about the server.
+            Err(SinkError::Read(_) | SinkError::Spool { .. }) => {}
             // The server answered, with an error: it is reachable.
             Err(_) => {
                 unreachable.take();
@@ -153,7 +155,11 @@ impl VersionsView {
 
     /// Opens a version's content, fetching it into the local cache if needed.
     pub fn open(&self, path: &RelPath, info: &VersionInfo) -> Result<File, SinkError> {
-        self.note(self.cache.open(&*self.source, path, info))
+        // Only the fetch asks the server: a cached copy says nothing about it.
+        self.cache.open(path, info, &mut |out| {
+            self.note(self.source.fetch(path, &info.sha256, out))
+                .map(drop)
+        })
     }
 }
 
@@ -186,11 +192,12 @@ impl ContentCache {
         self.dir.join(sha.to_hex())
     }
 
+    /// The verified cached copy, or one `fetch` writes (hash-checked) into the cache.
     fn open(
         &self,
-        source: &dyn VersionSource,
         path: &RelPath,
         info: &VersionInfo,
+        fetch: &mut dyn FnMut(&mut dyn Write) -> Result<(), SinkError>,
     ) -> Result<File, SinkError> {
         let sha = info.sha256;
         {
@@ -217,7 +224,7 @@ impl ContentCache {
             let mut opts = crate::private::open_options();
             opts.read(true).write(true).create_new(true);
             let mut out = HashingWriter::new(opts.open(&tmp).map_err(SinkError::Read)?);
-            source.fetch(path, &sha, &mut out)?;
+            fetch(&mut out)?;
             let (file, got, size) = out.finish();
             file.sync_data().ok();
             if got != sha {

@@ -106,3 +106,73 @@ fn versions_offline_says_the_server_is_out_of_reach() {
     assert!(names.iter().any(|n| n == "essay.txt"), "{names:?}");
     assert!(!drive.status_text().contains("out of reach"));
 }
+
+/// A version already in the local cache opens offline, and opening it does not make
+/// the drive claim the server answers again: only a real answer from it does.
+#[test]
+fn a_cached_version_opens_offline_without_claiming_the_server_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemStore::new());
+    let user = UserName::parse("kim").unwrap();
+    store
+        .put(
+            &user,
+            &RelPath::parse("essay.txt").unwrap(),
+            &mut &b"v1"[..],
+            u64::MAX,
+            None,
+        )
+        .unwrap();
+    store
+        .put(
+            &user,
+            &RelPath::parse("Docs/b.txt").unwrap(),
+            &mut &b"b"[..],
+            u64::MAX,
+            None,
+        )
+        .unwrap();
+    let source = Arc::new(Switchable {
+        online: AtomicBool::new(true),
+        store: StoreSource::new(store.clone() as Arc<dyn Store>, user),
+    });
+    let drive = Drive::new(
+        DriveOptions {
+            files: dir.path().join("files"),
+            index_file: dir.path().join("index.json"),
+            versions_cache: dir.path().join("vcache"),
+            versions_cache_bytes: 1 << 20,
+        },
+        Arc::new(Recorder::default()),
+        source.clone(),
+    )
+    .unwrap();
+    let vroot = drive.lookup(ROOT, VERSIONS_DIR.as_ref()).unwrap().attr.ino;
+    let docs = drive.lookup(vroot, "Docs".as_ref()).unwrap().attr.ino;
+    let file = drive.lookup(vroot, "essay.txt".as_ref()).unwrap().attr.ino;
+    let fh = drive.opendir(file).unwrap();
+    let name = drive
+        .readdir(fh)
+        .unwrap()
+        .iter()
+        .map(|e| e.name.clone())
+        .find(|n| n != "." && n != "..")
+        .expect("one version");
+    drive.releasedir(fh);
+    let version = drive.lookup(file, name.as_ref()).unwrap().attr.ino;
+    let read = |drive: &Drive| {
+        let o = drive.open(version, posix::O_RDONLY, None).unwrap();
+        let bytes = drive.read(o.fh, 0, 16).unwrap();
+        drive.release(o.fh).unwrap();
+        bytes
+    };
+    assert_eq!(read(&drive), b"v1", "fetched into the cache");
+
+    source.online.store(false, Ordering::SeqCst);
+    // A folder not listed yet needs the server: now it is known to be out of reach.
+    let e = drive.opendir(docs).unwrap_err();
+    assert_eq!(e.errno(), posix::ENETUNREACH);
+    assert_eq!(read(&drive), b"v1", "the cached copy opens offline");
+    let status = drive.status_text();
+    assert!(status.contains("out of reach"), "{status}");
+}
