@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -192,18 +192,11 @@ impl Journal {
     /// Every complete event of a user's journal, oldest first. A torn last line (a
     /// crash mid-append) is skipped.
     pub(crate) fn read(&self, user: &UserName) -> io::Result<Vec<JournalEvent>> {
-        let file = match fs::File::open(self.file(user)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for line in BufReader::new(file).lines() {
-            if let Ok(event) = serde_json::from_str(&line?) {
-                out.push(event);
-            }
-        }
-        Ok(out)
+        // One parser for the journal: the change feed's, from its start.
+        Ok(self
+            .read_after(user, 0)?
+            .map(|(events, _)| events)
+            .unwrap_or_default())
     }
 }
 
