@@ -396,7 +396,8 @@ impl UserDb {
     fn io_err(&self, path: &Path) -> impl FnOnce(io::Error) -> UsersError {
         let path = path.display().to_string();
         move |source| {
-            if source.kind() == io::ErrorKind::PermissionDenied {
+            // The owner-and-chown advice is for Unix; Windows has no uid to name.
+            if cfg!(unix) && source.kind() == io::ErrorKind::PermissionDenied {
                 UsersError::Permission {
                     path,
                     uid: current_uid(),
