@@ -87,7 +87,13 @@ fn fix_failed(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         e => e.into(),
     })?;
     if args.dismiss {
-        let cache = dir.parent().unwrap_or(dir);
+        // The drive's cache folder: the spool's parent when the spool sits where a
+        // cache keeps it, else the folder given (a spool passed as --cache itself);
+        // never a folder outside the cache, such as the home folder.
+        let cache = match dir.parent() {
+            Some(parent) if spool_dir(parent) == *dir => parent,
+            _ => dir,
+        };
         let moved = spool.dismiss_failed(&cache.join(NOT_UPLOADED))?;
         for (path, to) in &moved {
             println!("dismissed {path}: its bytes are in {}", to.display());
